@@ -1,0 +1,18 @@
+//! The trace model of RQL: HLC timestamps, values, trace records (`rql-trace/1`), the NDJSON
+//! reader and per-node state. The log server itself (behind a cargo feature) builds on these.
+
+pub mod hlc;
+mod json;
+pub mod ndjson;
+pub mod record;
+pub mod state;
+pub mod value;
+
+pub use hlc::{Hlc, HlcClock, HlcError};
+pub use ndjson::{
+    parse_record, parse_value, read_trace, read_trace_file, read_traces, MergedTrace, NdjsonReader,
+    Origin, ReadOptions, Trace, TraceError, TraceErrorKind, TraceInput,
+};
+pub use record::{Record, VarName, VarNameError};
+pub use state::{ApplyError, NodeState};
+pub use value::{NotScalar, SetValue, Value, ValueKey};

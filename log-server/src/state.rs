@@ -1,0 +1,292 @@
+//! The state of one node (SPEC §1.4): its variables after applying its records in HLC order.
+//! Whether `add`/`remove` hit a non-set value depends on this state, so that rule is checked
+//! here rather than when a line is parsed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::record::{Record, VarName};
+use crate::value::{SetValue, Value};
+
+/// A node's variables. Absent variables (never set, unset, or cleared by `leave`) have no entry.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeState {
+    pub vars: BTreeMap<VarName, Value>,
+}
+
+/// `add` or `remove` on a variable holding something other than a set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyError {
+    /// `"add"` or `"remove"`.
+    pub op: &'static str,
+    pub var: VarName,
+    /// `kind_name()` of the value found.
+    pub found: &'static str,
+}
+
+impl fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "\"{}\" on a non-set value of {} ({})",
+            self.op, self.var, self.found
+        )
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+impl NodeState {
+    pub fn new() -> NodeState {
+        NodeState::default()
+    }
+
+    pub fn get(&self, var: &VarName) -> Option<&Value> {
+        self.vars.get(var)
+    }
+
+    /// Applies one record of this node: `unset`, then `set`, then `remove`, then `add` (an
+    /// absent variable counts as the empty set and the result is stored even if empty), then
+    /// `leave` (clears everything). On error nothing is changed.
+    pub fn apply(&mut self, rec: &Record) -> Result<(), ApplyError> {
+        self.check(rec)?;
+        for var in &rec.unset {
+            self.vars.remove(var);
+        }
+        for (var, value) in &rec.set {
+            match value {
+                Some(v) => {
+                    self.vars.insert(var.clone(), v.clone());
+                }
+                None => {
+                    self.vars.remove(var);
+                }
+            }
+        }
+        for (op, changes) in [("remove", &rec.remove), ("add", &rec.add)] {
+            for (var, elems) in changes {
+                let slot = self
+                    .vars
+                    .entry(var.clone())
+                    .or_insert_with(|| Value::Set(SetValue::new()));
+                match slot {
+                    Value::Set(set) if op == "add" => set.union_with(elems),
+                    Value::Set(set) => set.difference_with(elems),
+                    // `check` has ruled this out; report rather than panic all the same.
+                    other => {
+                        return Err(ApplyError {
+                            op,
+                            var: var.clone(),
+                            found: other.kind_name(),
+                        })
+                    }
+                }
+            }
+        }
+        if rec.leave {
+            self.vars.clear();
+        }
+        Ok(())
+    }
+
+    /// Whether `apply` would succeed: every `add`/`remove` target, as it stands after the
+    /// record's `unset` and `set`, is absent or a set. (`remove` cannot change a kind, so
+    /// checking every target against that intermediate state is exact.)
+    pub fn check(&self, rec: &Record) -> Result<(), ApplyError> {
+        for (op, changes) in [("remove", &rec.remove), ("add", &rec.add)] {
+            for (var, _) in changes {
+                if let Some(value) = self.value_after_assignments(rec, var) {
+                    if !matches!(value, Value::Set(_)) {
+                        return Err(ApplyError {
+                            op,
+                            var: var.clone(),
+                            found: value.kind_name(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn value_after_assignments<'a>(&'a self, rec: &'a Record, var: &VarName) -> Option<&'a Value> {
+        if let Some((_, value)) = rec.set.iter().rev().find(|(v, _)| v == var) {
+            return value.as_ref();
+        }
+        if rec.unset.contains(var) {
+            return None;
+        }
+        self.vars.get(var)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hlc::Hlc;
+
+    fn var(s: &str) -> VarName {
+        VarName::parse(s).unwrap()
+    }
+
+    fn set(values: Vec<Value>) -> SetValue {
+        SetValue::from_values(values).unwrap()
+    }
+
+    fn rec() -> Record {
+        Record::heartbeat("n1", Hlc::new(1, 0).unwrap())
+    }
+
+    #[test]
+    fn set_and_unset() {
+        let mut st = NodeState::new();
+        let mut r = rec();
+        r.set = vec![
+            (var("inv.a"), Some(Value::Int(5))),
+            (var("inv.b"), Some(Value::Int(3))),
+        ];
+        st.apply(&r).unwrap();
+        assert_eq!(st.get(&var("inv.a")), Some(&Value::Int(5)));
+        let mut r = rec();
+        r.set = vec![(var("inv.b"), None)];
+        r.unset = vec![var("inv.a")];
+        st.apply(&r).unwrap();
+        assert!(st.vars.is_empty());
+    }
+
+    #[test]
+    fn unset_applies_before_set() {
+        let mut st = NodeState::new();
+        let mut r = rec();
+        r.unset = vec![var("inv.a")];
+        r.set = vec![(var("inv.a"), Some(Value::Int(1)))];
+        st.apply(&r).unwrap();
+        assert_eq!(st.get(&var("inv.a")), Some(&Value::Int(1)));
+    }
+
+    #[test]
+    fn add_and_remove_on_absent_store_the_set() {
+        let mut st = NodeState::new();
+        let mut r = rec();
+        r.remove = vec![(var("zk.m"), set(vec![Value::Int(1)]))];
+        st.apply(&r).unwrap();
+        assert_eq!(st.get(&var("zk.m")), Some(&Value::Set(SetValue::new())));
+        let mut r = rec();
+        r.add = vec![(var("zk.n"), set(vec![]))];
+        st.apply(&r).unwrap();
+        assert_eq!(st.get(&var("zk.n")), Some(&Value::Set(SetValue::new())));
+    }
+
+    #[test]
+    fn remove_applies_before_add() {
+        let mut st = NodeState::new();
+        let mut r = rec();
+        r.set = vec![(
+            var("zk.m"),
+            Some(Value::Set(set(vec![
+                Value::Str("n1".into()),
+                Value::Str("n2".into()),
+            ]))),
+        )];
+        st.apply(&r).unwrap();
+        let mut r = rec();
+        r.add = vec![(var("zk.m"), set(vec![Value::Str("n1".into())]))];
+        r.remove = vec![(
+            var("zk.m"),
+            set(vec![Value::Str("n1".into()), Value::Str("n2".into())]),
+        )];
+        st.apply(&r).unwrap();
+        assert_eq!(
+            st.get(&var("zk.m")),
+            Some(&Value::Set(set(vec![Value::Str("n1".into())])))
+        );
+    }
+
+    #[test]
+    fn set_elements_compare_with_sql_eq() {
+        let mut st = NodeState::new();
+        let mut r = rec();
+        r.add = vec![(var("zk.m"), set(vec![Value::Int(1), Value::Int(2)]))];
+        st.apply(&r).unwrap();
+        let mut r = rec();
+        r.remove = vec![(var("zk.m"), set(vec![Value::Float(1.0)]))];
+        r.add = vec![(var("zk.m"), set(vec![Value::Float(2.0)]))];
+        st.apply(&r).unwrap();
+        assert_eq!(
+            st.get(&var("zk.m")),
+            Some(&Value::Set(set(vec![Value::Int(2)])))
+        );
+    }
+
+    #[test]
+    fn add_on_non_set_is_an_error_and_changes_nothing() {
+        let mut st = NodeState::new();
+        let mut r = rec();
+        r.set = vec![(var("inv.a"), Some(Value::Int(1)))];
+        st.apply(&r).unwrap();
+        let before = st.clone();
+        let mut r = rec();
+        r.set = vec![(var("inv.b"), Some(Value::Int(2)))];
+        r.add = vec![(var("inv.a"), set(vec![Value::Int(2)]))];
+        let err = st.apply(&r).unwrap_err();
+        assert_eq!(err.to_string(), "\"add\" on a non-set value of inv.a (int)");
+        assert_eq!(st, before);
+        let mut r = rec();
+        r.remove = vec![(var("inv.a"), set(vec![]))];
+        assert_eq!(
+            st.apply(&r).unwrap_err().to_string(),
+            "\"remove\" on a non-set value of inv.a (int)"
+        );
+    }
+
+    #[test]
+    fn add_checks_the_value_after_set_and_unset() {
+        let mut st = NodeState::new();
+        let mut r = rec();
+        r.set = vec![(var("inv.a"), Some(Value::Int(1)))];
+        st.apply(&r).unwrap();
+        // Unset first: the add sees an absent variable.
+        let mut r = rec();
+        r.unset = vec![var("inv.a")];
+        r.add = vec![(var("inv.a"), set(vec![Value::Int(2)]))];
+        st.apply(&r).unwrap();
+        assert_eq!(
+            st.get(&var("inv.a")),
+            Some(&Value::Set(set(vec![Value::Int(2)])))
+        );
+        // Set to a string in the same record: the add fails.
+        let mut r = rec();
+        r.set = vec![(var("inv.a"), Some(Value::Str("x".into())))];
+        r.add = vec![(var("inv.a"), set(vec![Value::Int(3)]))];
+        assert_eq!(
+            st.apply(&r).unwrap_err(),
+            ApplyError {
+                op: "add",
+                var: var("inv.a"),
+                found: "string"
+            }
+        );
+        // Set to null (unset) in the same record: fine.
+        let mut r = rec();
+        r.set = vec![(var("inv.a"), None)];
+        r.add = vec![(var("inv.a"), set(vec![Value::Int(3)]))];
+        st.apply(&r).unwrap();
+        assert_eq!(
+            st.get(&var("inv.a")),
+            Some(&Value::Set(set(vec![Value::Int(3)])))
+        );
+    }
+
+    #[test]
+    fn leave_clears_the_state_after_the_other_changes() {
+        let mut st = NodeState::new();
+        let mut r = rec();
+        r.set = vec![(var("inv.a"), Some(Value::Int(1)))];
+        st.apply(&r).unwrap();
+        let mut r = rec();
+        r.set = vec![(var("inv.b"), Some(Value::Int(1)))];
+        r.leave = true;
+        st.apply(&r).unwrap();
+        assert!(st.vars.is_empty());
+    }
+}

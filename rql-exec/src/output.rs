@@ -1,0 +1,323 @@
+//! Output records (SPEC §4.3) and their three forms: JSON Lines (the machine form, canonical
+//! key order), an aligned table (one row per cut and node) and CSV (the same rows).
+
+use std::io::{self, Write};
+
+use log_server::{Hlc, Value};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+/// One emitted record.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutputRecord {
+    /// A satisfying cut (`EMIT CUTS`) or the `begin` of a run (`EMIT CHANGES`).
+    Cut(CutRecord),
+    /// The `end` of a run (`EMIT CHANGES`).
+    End(EndRecord),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CutRecord {
+    /// `EMIT CHANGES`: this cut begins a run.
+    pub begin: bool,
+    pub seq: u64,
+    pub hlc: Hlc,
+    /// SELECT items in order, under their output names.
+    pub values: Vec<(String, OutValue)>,
+    /// `$k` → node id (`None` prints `null`: P(t) was empty); `None` when WHEN has no outer
+    /// placeholders.
+    pub witness: Option<Vec<(u32, Option<String>)>>,
+    /// Live sources: idle nodes excluded from the frontier.
+    pub stale: Vec<String>,
+    /// Live sources: a late record was applied since the previous emitted record.
+    pub late: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EndRecord {
+    pub seq: u64,
+    pub hlc: Hlc,
+    pub duration_ms: u64,
+    pub cuts: u64,
+    pub stale: Vec<String>,
+    pub late: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutValue {
+    /// A variable: node id → value, sorted by node id, NULLs omitted.
+    Nodes(Vec<(String, Value)>),
+    /// An aggregate.
+    One(Option<Value>),
+}
+
+struct Values<'a>(&'a [(String, OutValue)]);
+struct NodeMap<'a>(&'a [(String, Value)]);
+struct Witness<'a>(&'a [(u32, Option<String>)]);
+
+impl Serialize for OutValue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            OutValue::Nodes(nodes) => NodeMap(nodes).serialize(s),
+            OutValue::One(v) => v.serialize(s),
+        }
+    }
+}
+
+impl Serialize for NodeMap<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (node, v) in self.0 {
+            m.serialize_entry(node, v)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for Values<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (name, v) in self.0 {
+            m.serialize_entry(name, v)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for Witness<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, node) in self.0 {
+            m.serialize_entry(&format!("${k}"), node)?;
+        }
+        m.end()
+    }
+}
+
+/// Canonical key order: `event`, `seq`, `hlc`, then `values`/`witness` or
+/// `duration_ms`/`cuts`, then `stale`, `late`.
+impl Serialize for OutputRecord {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        match self {
+            OutputRecord::Cut(c) => {
+                if c.begin {
+                    m.serialize_entry("event", "begin")?;
+                }
+                m.serialize_entry("seq", &c.seq)?;
+                m.serialize_entry("hlc", &c.hlc)?;
+                m.serialize_entry("values", &Values(&c.values))?;
+                if let Some(w) = &c.witness {
+                    m.serialize_entry("witness", &Witness(w))?;
+                }
+                if !c.stale.is_empty() {
+                    m.serialize_entry("stale", &c.stale)?;
+                }
+                if c.late {
+                    m.serialize_entry("late", &true)?;
+                }
+            }
+            OutputRecord::End(e) => {
+                m.serialize_entry("event", "end")?;
+                m.serialize_entry("seq", &e.seq)?;
+                m.serialize_entry("hlc", &e.hlc)?;
+                m.serialize_entry("duration_ms", &e.duration_ms)?;
+                m.serialize_entry("cuts", &e.cuts)?;
+                if !e.stale.is_empty() {
+                    m.serialize_entry("stale", &e.stale)?;
+                }
+                if e.late {
+                    m.serialize_entry("late", &true)?;
+                }
+            }
+        }
+        m.end()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Table,
+    Csv,
+}
+
+/// Writes records in one of the formats. JSON Lines and CSV stream; the table needs every
+/// row to align its columns, so it is printed by [`RecordWriter::finish`].
+pub struct RecordWriter<W: Write> {
+    format: Format,
+    out: W,
+    columns: Vec<String>,
+    changes: bool,
+    /// Buffered rows as (column, cell) pairs, laid out against the final header at the end
+    /// (`log.*` columns are only known once every record is seen).
+    rows: Vec<Vec<(String, String)>>,
+    records: u64,
+}
+
+impl<W: Write> RecordWriter<W> {
+    /// `columns`: the output names known from the plan (variables and aggregates; `log.*`
+    /// columns are added as they appear). `changes`: the query is `EMIT CHANGES`.
+    pub fn new(format: Format, out: W, changes: bool) -> RecordWriter<W> {
+        RecordWriter {
+            format,
+            out,
+            columns: Vec::new(),
+            changes,
+            rows: Vec::new(),
+            records: 0,
+        }
+    }
+
+    pub fn write(&mut self, rec: &OutputRecord) -> io::Result<()> {
+        self.records += 1;
+        match self.format {
+            Format::Json => {
+                serde_json::to_writer(&mut self.out, rec)?;
+                self.out.write_all(b"\n")
+            }
+            Format::Table | Format::Csv => {
+                self.add_rows(rec);
+                Ok(())
+            }
+        }
+    }
+
+    /// Lay out a record as rows: one per node that appears in any per-node value (or one
+    /// row if none does); aggregates repeat on every row of their cut.
+    fn add_rows(&mut self, rec: &OutputRecord) {
+        match rec {
+            OutputRecord::Cut(c) => {
+                for (name, _) in &c.values {
+                    if !self.columns.contains(name) {
+                        self.columns.push(name.clone());
+                    }
+                }
+                let mut nodes: Vec<&str> = c
+                    .values
+                    .iter()
+                    .filter_map(|(_, v)| match v {
+                        OutValue::Nodes(ns) => Some(ns.iter().map(|(n, _)| n.as_str())),
+                        OutValue::One(_) => None,
+                    })
+                    .flatten()
+                    .collect();
+                nodes.sort_unstable();
+                nodes.dedup();
+                let witness = c.witness.as_ref().map(|w| {
+                    w.iter()
+                        .map(|(k, n)| format!("${k}={}", n.as_deref().unwrap_or("NULL")))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                });
+                let row_nodes: Vec<Option<&str>> = if nodes.is_empty() {
+                    vec![None]
+                } else {
+                    nodes.into_iter().map(Some).collect()
+                };
+                for node in row_nodes {
+                    let mut cells: Vec<(String, String)> = vec![
+                        (
+                            "event".into(),
+                            if c.begin {
+                                "begin".into()
+                            } else {
+                                String::new()
+                            },
+                        ),
+                        ("seq".into(), c.seq.to_string()),
+                        ("hlc".into(), c.hlc.to_string()),
+                        ("node".into(), node.unwrap_or("").to_string()),
+                    ];
+                    for (name, v) in &c.values {
+                        let cell = match v {
+                            OutValue::One(v) => v.as_ref().map(cell_text).unwrap_or_default(),
+                            OutValue::Nodes(ns) => ns
+                                .iter()
+                                .find(|(n, _)| Some(n.as_str()) == node)
+                                .map(|(_, v)| cell_text(v))
+                                .unwrap_or_default(),
+                        };
+                        cells.push((name.clone(), cell));
+                    }
+                    cells.push(("witness".into(), witness.clone().unwrap_or_default()));
+                    self.rows.push(cells);
+                }
+            }
+            OutputRecord::End(e) => {
+                let cells = vec![
+                    ("event".into(), "end".into()),
+                    ("seq".into(), e.seq.to_string()),
+                    ("hlc".into(), e.hlc.to_string()),
+                    ("duration_ms".into(), e.duration_ms.to_string()),
+                    ("cuts".into(), e.cuts.to_string()),
+                ];
+                self.rows.push(cells);
+            }
+        }
+    }
+
+    fn header(&self) -> Vec<String> {
+        let mut h = Vec::new();
+        if self.changes {
+            h.push("event".to_string());
+        }
+        h.extend(["seq", "hlc", "node"].map(String::from));
+        h.extend(self.columns.iter().cloned());
+        if self.changes {
+            h.extend(["duration_ms", "cuts"].map(String::from));
+        }
+        h.push("witness".into());
+        h
+    }
+
+    fn row_for(header: &[String], cells: &[(String, String)]) -> Vec<String> {
+        header
+            .iter()
+            .map(|col| {
+                cells
+                    .iter()
+                    .find(|(k, _)| k == col)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Flush what is buffered (the table, the CSV rows) and return the writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        let header = self.header();
+        match self.format {
+            Format::Json => {}
+            Format::Csv => {
+                let mut csv = csv::Writer::from_writer(&mut self.out);
+                csv.write_record(&header)?;
+                for r in &self.rows {
+                    csv.write_record(Self::row_for(&header, r))?;
+                }
+                csv.flush()?;
+            }
+            Format::Table => {
+                let mut table = comfy_table::Table::new();
+                table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+                table.set_header(header.clone());
+                for r in &self.rows {
+                    table.add_row(Self::row_for(&header, r));
+                }
+                writeln!(self.out, "{table}")?;
+                let n = self.records;
+                writeln!(self.out, "({n} record{})", if n == 1 { "" } else { "s" })?;
+            }
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// A value in a table or CSV cell: strings as they are, everything else as canonical JSON.
+fn cell_text(v: &Value) -> String {
+    match v {
+        Value::Str(s) => s.clone(),
+        other => other.to_json(),
+    }
+}

@@ -1,0 +1,81 @@
+//! Shared helpers for the integration and conformance tests: where the shared examples live,
+//! how to run a query over a trace through the library, and the comparison rule of
+//! `../shared/examples/cmp.py` in Rust.
+
+pub mod compare;
+
+use std::path::{Path, PathBuf};
+
+use log_server::{read_traces, ReadOptions, Record, TraceInput};
+use rql_exec::{catalog_of, replay, ExecOptions, OutputRecord};
+use rql_planner::plan_statement;
+
+/// `../shared/examples`, beside the checkout (as in CI).
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/examples")
+}
+
+/// One example folder: its name and its queries, numbered from 1 as in `expected_K.*`.
+pub struct ExampleQueries {
+    pub folder: String,
+    pub queries: Vec<(usize, String)>,
+}
+
+/// Every folder of the shared examples with a `queries.rql`, sorted by name. Panics (failing
+/// the test) if the examples are missing: CI must have `../shared` beside the checkout.
+pub fn example_queries() -> Vec<ExampleQueries> {
+    let dir = examples_dir();
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e} (is ../shared beside the checkout?)",
+            dir.display()
+        )
+    });
+    for entry in entries.flatten() {
+        let path = entry.path().join("queries.rql");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let queries = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.to_string()))
+            .collect();
+        out.push(ExampleQueries {
+            folder: entry.file_name().to_string_lossy().into_owned(),
+            queries,
+        });
+    }
+    out.sort_by(|a, b| a.folder.cmp(&b.folder));
+    out
+}
+
+/// Read an NDJSON trace file into records sorted by HLC.
+pub fn read_trace_records(path: &Path) -> Result<Vec<Record>, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let input = TraceInput {
+        name: path.display().to_string(),
+        reader: Box::new(std::io::BufReader::new(file)),
+    };
+    let trace = read_traces(vec![input], &ReadOptions::default()).map_err(|e| e.to_string())?;
+    Ok(trace.records.into_iter().map(|(_, r)| r).collect())
+}
+
+/// Run one query (text) over sorted records with the engine; JSON Lines out, or the error.
+pub fn run_query(query: &str, records: &[Record]) -> Result<Vec<String>, String> {
+    let stmt = rql_parser::parse_single(query).map_err(|d| d.one_line(query))?;
+    let refs: Vec<&Record> = records.iter().collect();
+    let catalog = catalog_of(refs.iter().copied());
+    let plan = plan_statement(&stmt, query, &catalog).map_err(|d| d.one_line(query))?;
+    let mut lines = Vec::new();
+    replay(
+        &plan,
+        &refs,
+        ExecOptions::default(),
+        &mut |r: OutputRecord| lines.push(serde_json::to_string(&r).unwrap_or_default()),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(lines)
+}
