@@ -2,6 +2,7 @@
 //! parses arguments and dispatches.
 
 mod check;
+mod gen;
 mod query;
 mod replay;
 
@@ -37,6 +38,11 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Print the resolved plan of queries: placeholders, LINK groups, strategies and costs.
     Explain(replay::ExplainArgs),
+    /// Write a deterministic synthetic trace (NDJSON, rql-trace/1) for tests and benchmarks.
+    ///
+    /// One record per node sets its variables, then each of --steps records changes one node;
+    /// the same arguments (and --seed) always give the same bytes.
+    Gen(gen::GenArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,5 +51,6 @@ fn main() -> ExitCode {
         Command::Check(src) => check::run(&src),
         Command::Replay(args) => replay::run_replay(&args),
         Command::Explain(args) => replay::run_explain(&args),
+        Command::Gen(args) => gen::run(&args),
     }
 }

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use log_server::{read_traces, MergedTrace, ReadOptions, Record, TraceInput};
-use rql_exec::{catalog_of, replay, ExecOptions, Format, OutputRecord, RecordWriter, Stats};
+use rql_exec::{
+    catalog_of, catalog_of_columnar, replay_columnar, Columnar, ExecOptions, Format, OutputRecord,
+    RecordWriter, Stats,
+};
 use rql_planner::{explain, plan_statement, Catalog, Plan};
 
 use crate::query::{LoadedQuery, QuerySource, EXIT_FAILURE, EXIT_QUERY_ERROR};
@@ -144,7 +147,11 @@ pub fn run_replay(args: &ReplayArgs) -> ExitCode {
         );
     }
     let records: Vec<&Record> = trace.records.iter().map(|(_, r)| r).collect();
-    let catalog = catalog_of(records.iter().copied());
+    let cols = Columnar::from_records(&records);
+    drop(records);
+    let records_count = trace.records.len();
+    drop(trace.records);
+    let catalog = catalog_of_columnar(&cols);
     let plans = match plan_all(&q, &catalog) {
         Ok(p) => p,
         Err(code) => return code,
@@ -174,7 +181,7 @@ pub fn run_replay(args: &ReplayArgs) -> ExitCode {
             plan.emit == rql_parser::Emit::Changes,
         );
         let mut write_error = None;
-        let result = replay(plan, &records, opts, &mut |rec: OutputRecord| {
+        let result = replay_columnar(plan, &cols, opts, &mut |rec: OutputRecord| {
             if write_error.is_none() {
                 if let Err(e) = writer.write(&rec) {
                     write_error = Some(e);
@@ -193,7 +200,7 @@ pub fn run_replay(args: &ReplayArgs) -> ExitCode {
         match result {
             Ok(mut stats) => {
                 stats.skipped_records = trace.skipped as u64;
-                report(&stats, args.stats, records.len());
+                report(&stats, args.stats, records_count);
             }
             Err(e) => {
                 eprintln!("error: {e}");

@@ -1,18 +1,24 @@
-//! The query engine: applies steps to the cut state, decides candidacy (SPEC §4.1), evaluates
-//! candidates within the time range (§4.2), and emits records for `EMIT CUTS` / `EMIT CHANGES`
-//! with `LIMIT` (§4.3). Drivers (replay here, live later) feed it one HLC's records at a time.
+//! The query engine: applies steps to the cut state, keeps the incremental parts of the query
+//! current, decides candidacy (SPEC §4.1), evaluates candidates within the time range (§4.2)
+//! with the strategy the planner chose for each part, and emits records for `EMIT CUTS` /
+//! `EMIT CHANGES` with `LIMIT` (§4.3). Drivers feed it one HLC's records at a time.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use log_server::{ApplyError, Hlc, Record, Value};
+use log_server::{Hlc, Value};
 use rql_parser::Emit;
-use rql_planner::ops::{self, Val, Warnings};
-use rql_planner::BindingUnit;
-use rql_planner::{OutputItem, Plan, TimeSpec};
+use rql_planner::ops::{Val, Warnings};
+use rql_planner::strategy::{choose, AggMethod, GroupMethod, OuterMethod};
+use rql_planner::{BindingUnit, OutputItem, Plan, TimeSpec};
 
-use crate::cut::{CutState, NodeIdx};
-use crate::eval::{var_name, BoundExceeded, Evaluator};
+use crate::columnar::{Columnar, HlcGroup, NodeIdx, VarIdx};
+use crate::compile::{
+    aggregate_over_p, eval, holds, strict_units, CExpr, Compiler, Env, Names, Site,
+};
+use crate::incremental::{AggState, Extremes, NodeTruth};
 use crate::output::{CutRecord, EndRecord, OutValue, OutputRecord};
+use crate::state::{ApplyError, CutState};
 
 /// Default bound on the outer bindings enumerated for one cut.
 pub const DEFAULT_MAX_BINDINGS: u64 = 10_000_000;
@@ -54,7 +60,8 @@ pub enum ExecError {
     Bound {
         seq: u64,
         hlc: Hlc,
-        detail: BoundExceeded,
+        bindings: u128,
+        bound: u64,
     },
     /// A record could not be applied (`add` on a non-set); readers catch this earlier.
     Apply(ApplyError),
@@ -63,9 +70,15 @@ pub enum ExecError {
 impl std::fmt::Display for ExecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ExecError::Bound { seq, hlc, detail } => write!(
+            ExecError::Bound {
+                seq,
+                hlc,
+                bindings,
+                bound,
+            } => write!(
                 f,
-                "cut {hlc} (candidate {seq}): {detail}; raise it with --max-bindings, or LINK \
+                "cut {hlc} (candidate {seq}): evaluating WHEN needs {bindings} bindings, more \
+                 than the enumeration bound of {bound}; raise it with --max-bindings, or LINK \
                  the variables that belong to one node"
             ),
             ExecError::Apply(e) => write!(f, "{e}"),
@@ -83,6 +96,44 @@ pub enum Flow {
     Done,
 }
 
+enum Agg {
+    Incremental(Box<AggState>),
+    Scan(rql_planner::ops::AggFn, Option<CExpr>),
+}
+
+/// How the outer binding is decided.
+enum Outer {
+    Always,
+    Direct(CExpr),
+    /// One unit: per-node truth; `empty` is WHEN with every placeholder NULL (for empty P).
+    NodeCache {
+        truth: NodeTruth,
+        empty: CExpr,
+    },
+    Extremes(ExtremesOuter),
+    Enumerate(Enumeration),
+}
+
+struct Enumeration {
+    when: CExpr,
+    /// Per unit: variables that must be non-NULL on the unit's node for WHEN to hold.
+    strict: Vec<Vec<(VarIdx, Vec<String>)>>,
+    /// A strict variable the trace never has: no binding can satisfy.
+    impossible: bool,
+}
+
+struct ExtremesOuter {
+    when: CExpr,
+    /// Per unit: index into `vars`, and whether the unit wants its variable's maximum.
+    units: Vec<(usize, bool)>,
+    vars: Vec<Extremes>,
+    fallback: Enumeration,
+}
+
+/// The result of deciding one cut: the witness binding (one node per unit; empty when P(t) is
+/// empty or there are no units), or `None` if the cut does not satisfy WHEN.
+type Decision = Option<Vec<NodeIdx>>;
+
 struct Run {
     begin: Hlc,
     cuts: u64,
@@ -90,26 +141,160 @@ struct Run {
 
 pub struct Engine<'p> {
     plan: &'p Plan,
-    evaluator: Evaluator,
+    cols: &'p Columnar,
+    max_bindings: u64,
     cut: CutState,
+    referenced: Vec<bool>,
+    aggs: Vec<Agg>,
+    agg_values: Vec<Val>,
+    groups: Vec<Option<NodeTruth>>,
+    group_values: Vec<Option<bool>>,
+    outer: Outer,
     seq: u64,
     run: Option<Run>,
     pub stats: Stats,
     done: bool,
     touched: Vec<NodeIdx>,
+    /// Per node: `mark[n] == epoch` if touched in the current step; bit 0 of `relevant[n]`
+    /// says a referenced variable of it changed.
+    mark: Vec<u64>,
+    relevant: Vec<bool>,
+    epoch: u64,
 }
 
 impl<'p> Engine<'p> {
-    pub fn new(plan: &'p Plan, opts: ExecOptions) -> Engine<'p> {
+    pub fn new(plan: &'p Plan, cols: &'p Columnar, opts: ExecOptions) -> Engine<'p> {
+        let nodes = cols.nodes.len();
+        let vars = &cols.vars;
+        let from_var: Vec<bool> = (0..vars.len())
+            .map(|v| plan.logs.iter().any(|l| l == vars.name(v as VarIdx).log()))
+            .collect();
+        let referenced: Vec<bool> = (0..vars.len())
+            .map(|v| {
+                let n = vars.name(v as VarIdx);
+                plan.referenced.contains(n.log(), n.key())
+            })
+            .collect();
+        let selected: Vec<bool> = cols
+            .nodes
+            .iter()
+            .map(|id| plan.at_nodes.as_ref().is_none_or(|s| s.contains(id)))
+            .collect();
+        let cut = CutState::new(cols.nodes.clone(), selected, from_var);
+        let var_of = |name: &str| vars.get(name);
+        let node_of = |id: &str| {
+            cols.nodes
+                .binary_search_by(|n| n.as_str().cmp(id))
+                .ok()
+                .map(|i| i as NodeIdx)
+        };
+        let compiler = |unit_is_local| Compiler {
+            plan,
+            names: Names {
+                var: &var_of,
+                node: &node_of,
+            },
+            unit_is_local,
+        };
+        let c = compiler(false);
+        let strategy = choose(plan);
+        let aggs: Vec<Agg> = plan
+            .aggregates
+            .iter()
+            .zip(&strategy.aggregates)
+            .map(|(a, m)| {
+                let arg = a.arg.as_ref().map(|x| c.expr(x));
+                match m {
+                    AggMethod::Incremental => {
+                        Agg::Incremental(Box::new(AggState::new(a.func, arg, nodes)))
+                    }
+                    AggMethod::ScanPerCut => Agg::Scan(a.func, arg),
+                }
+            })
+            .collect();
+        let mut groups: Vec<Option<NodeTruth>> = (0..plan.groups.len()).map(|_| None).collect();
+        if let Some(w) = &plan.when {
+            w.walk(&mut |e| {
+                if let rql_planner::PExprKind::Link { group, expr, .. } = &e.kind {
+                    if strategy.groups[*group] == Some(GroupMethod::NodeCache) {
+                        groups[*group] = Some(NodeTruth::new(c.expr(expr), nodes));
+                    }
+                }
+            });
+        }
+        let when = plan.when.as_ref().map(|w| c.expr(w));
+        let enumeration = |when: CExpr| {
+            let mut strict = Vec::new();
+            strict_units(&when, &mut strict);
+            let mut per_unit = vec![Vec::new(); plan.units.len()];
+            let mut impossible = false;
+            for (u, var, path) in strict {
+                match var {
+                    Some(v) => per_unit[u].push((v, path)),
+                    None => impossible = true,
+                }
+            }
+            Enumeration {
+                when,
+                strict: per_unit,
+                impossible,
+            }
+        };
+        let outer = match (strategy.outer, when) {
+            (OuterMethod::Always, _) | (_, None) => Outer::Always,
+            (OuterMethod::Direct, Some(w)) => Outer::Direct(w),
+            (OuterMethod::NodeCache, Some(w)) => {
+                let local = plan.when.as_ref().map(|x| compiler(true).expr(x));
+                Outer::NodeCache {
+                    truth: NodeTruth::new(local.unwrap_or(CExpr::Const(None)), nodes),
+                    empty: w,
+                }
+            }
+            (OuterMethod::Extremes, Some(w)) => {
+                let mut leaves = Vec::new();
+                directions(&w, &mut leaves);
+                let mut vars: Vec<Extremes> = Vec::new();
+                let mut units = vec![(0, false); plan.units.len()];
+                for (u, var, path, max) in leaves {
+                    let i = match vars.iter().position(|e| e.var == var && e.path == path) {
+                        Some(i) => i,
+                        None => {
+                            vars.push(Extremes::new(var, path, nodes));
+                            vars.len() - 1
+                        }
+                    };
+                    if let Some(slot) = units.get_mut(u) {
+                        *slot = (i, max);
+                    }
+                }
+                Outer::Extremes(ExtremesOuter {
+                    fallback: enumeration(w.clone()),
+                    when: w,
+                    units,
+                    vars,
+                })
+            }
+            (OuterMethod::Enumerate, Some(w)) => Outer::Enumerate(enumeration(w)),
+        };
         Engine {
             plan,
-            evaluator: Evaluator::new(plan, opts.max_bindings),
-            cut: CutState::new(&plan.logs, plan.at_nodes.as_ref()),
+            cols,
+            max_bindings: opts.max_bindings,
+            cut,
+            referenced,
+            agg_values: vec![None; aggs.len()],
+            aggs,
+            group_values: vec![None; plan.groups.len()],
+            groups,
+            outer,
             seq: 0,
             run: None,
             stats: Stats::default(),
             done: false,
             touched: Vec::new(),
+            mark: vec![0; nodes],
+            relevant: vec![false; nodes],
+            epoch: 0,
         }
     }
 
@@ -117,34 +302,34 @@ impl<'p> Engine<'p> {
         self.done
     }
 
-    /// Apply every record stamped `hlc` (one step if any changes something) and, if the step
-    /// is a candidate within the time range, evaluate it. Emitted records go to `emit`.
+    /// Apply one HLC's records (one step if any changes something) and, if the step is a
+    /// candidate within the time range, evaluate it. Emitted records go to `emit`.
     pub fn step(
         &mut self,
-        hlc: Hlc,
-        records: &[&Record],
+        group: &HlcGroup,
         emit: &mut dyn FnMut(OutputRecord),
     ) -> Result<Flow, ExecError> {
         if self.done {
             return Ok(Flow::Done);
         }
-        let (evaluate_from, evaluate_to) = match self.plan.time {
+        let hlc = group.hlc;
+        let (from, to) = match self.plan.time {
             TimeSpec::All => (Hlc::MIN, Hlc::MAX),
             TimeSpec::Range { from, to } => (from, to),
             TimeSpec::Since { from } => (from, Hlc::MAX),
             // Snapshots are evaluated by `snapshot`; steps only build the state.
             TimeSpec::Snapshot { .. } => (Hlc::MAX, Hlc::MIN),
         };
-        if hlc > evaluate_to && !matches!(self.plan.time, TimeSpec::Snapshot { .. }) {
+        if hlc > to && !matches!(self.plan.time, TimeSpec::Snapshot { .. }) {
             self.done = true;
             return Ok(Flow::Done);
         }
-        let (is_step, candidate) = self.apply(records)?;
+        let (is_step, candidate) = self.apply(group)?;
         if !is_step {
             return Ok(Flow::Continue);
         }
         self.stats.steps += 1;
-        if !candidate || hlc < evaluate_from || hlc > evaluate_to {
+        if !candidate || hlc < from || hlc > to {
             return Ok(Flow::Continue);
         }
         self.seq += 1;
@@ -152,27 +337,67 @@ impl<'p> Engine<'p> {
         self.evaluate(hlc, emit)
     }
 
-    /// Apply records; returns (they make a step, the step is a candidate).
-    fn apply(&mut self, records: &[&Record]) -> Result<(bool, bool), ExecError> {
+    /// Apply a group's records and bring every incremental part up to date for the nodes
+    /// they touched. Returns (the records make a step, the step is a candidate).
+    fn apply(&mut self, group: &HlcGroup) -> Result<(bool, bool), ExecError> {
+        self.epoch += 1;
         self.touched.clear();
         let mut is_step = false;
-        let mut touches_referenced = false;
-        for rec in records {
-            let applied = self.cut.apply(rec).map_err(ExecError::Apply)?;
-            if !self.touched.contains(&applied.node) {
-                self.touched.push(applied.node);
+        let mut names_referenced = false;
+        for rec in &self.cols.records[group.start as usize..group.end as usize] {
+            let n = rec.node;
+            self.cut
+                .apply(rec, &self.cols.ops, &self.cols.vars)
+                .map_err(ExecError::Apply)?;
+            if self.mark[n as usize] != self.epoch {
+                self.mark[n as usize] = self.epoch;
+                self.relevant[n as usize] = false;
+                self.touched.push(n);
             }
-            if rec.is_heartbeat() {
+            if rec.heartbeat {
                 continue;
             }
             is_step = true;
-            if applied.node_selected && !touches_referenced {
-                let refs = &self.plan.referenced;
-                touches_referenced = rec.touched_vars().any(|v| refs.contains(v.log(), v.key()));
+            let ops = &self.cols.ops[rec.first_op as usize..rec.end_op as usize];
+            let hits = ops.iter().any(|op| self.referenced[op.var() as usize]);
+            if hits || rec.leave {
+                self.relevant[n as usize] = true;
+            }
+            if hits && self.cut.selected(n) {
+                names_referenced = true;
             }
         }
-        let p_changed = self.cut.finish_step(&self.touched);
-        Ok((is_step, touches_referenced || p_changed))
+        let mut p_changed = false;
+        for i in 0..self.touched.len() {
+            let n = self.touched[i];
+            let moved = self.cut.finish_node(n);
+            p_changed |= moved;
+            if moved || self.relevant[n as usize] {
+                self.update_node(n);
+            }
+        }
+        Ok((is_step, names_referenced || p_changed))
+    }
+
+    fn update_node(&mut self, n: NodeIdx) {
+        let w = &mut self.stats.warnings;
+        for a in &mut self.aggs {
+            if let Agg::Incremental(s) = a {
+                s.update(&self.cut, n, w);
+            }
+        }
+        for g in self.groups.iter_mut().flatten() {
+            g.update(&self.cut, n, w);
+        }
+        match &mut self.outer {
+            Outer::NodeCache { truth, .. } => truth.update(&self.cut, n, w),
+            Outer::Extremes(x) => {
+                for v in &mut x.vars {
+                    v.update(&self.cut, n);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Evaluate the snapshot `C(at)`: the state must hold every record `<= at`.
@@ -188,37 +413,117 @@ impl<'p> Engine<'p> {
         Ok(Flow::Done)
     }
 
+    /// Refresh the per-cut values of aggregates and EACH_NODE groups.
+    fn refresh_parts(&mut self) {
+        let w = &mut self.stats.warnings;
+        for (i, a) in self.aggs.iter().enumerate() {
+            self.agg_values[i] = match a {
+                Agg::Incremental(s) => s.value(w),
+                Agg::Scan(func, arg) => aggregate_over_p(*func, arg.as_ref(), &self.cut, w),
+            };
+        }
+        for (i, g) in self.groups.iter().enumerate() {
+            self.group_values[i] = g.as_ref().map(|g| g.holds_everywhere(&self.cut));
+        }
+    }
+
+    fn decide(&mut self, seq: u64, hlc: Hlc) -> Result<Decision, ExecError> {
+        self.refresh_parts();
+        let w = &mut self.stats.warnings;
+        let base = Env {
+            cut: &self.cut,
+            units: &[],
+            local: None,
+            aggs: &self.agg_values,
+            groups: &self.group_values,
+        };
+        match &self.outer {
+            Outer::Always => Ok(Some(Vec::new())),
+            Outer::Direct(when) => Ok(holds(when, &base, w).then(Vec::new)),
+            Outer::NodeCache { truth, empty } => {
+                if self.cut.participants().is_empty() {
+                    return Ok(holds(empty, &base, w).then(Vec::new));
+                }
+                Ok(truth.first().map(|n| vec![n]))
+            }
+            Outer::Extremes(x) => {
+                if self.cut.participants().is_empty() {
+                    return Ok(holds(&x.when, &base, w).then(Vec::new));
+                }
+                match extremes_decide(x, &base, w) {
+                    Some(false) => Ok(None),
+                    Some(true) => Ok(Some(Vec::new())), // witness found when emitted
+                    None => enumerate(&x.fallback, &base, self.max_bindings, w)
+                        .map_err(|bindings| bound_error(seq, hlc, bindings, self.max_bindings)),
+                }
+            }
+            Outer::Enumerate(e) => enumerate(e, &base, self.max_bindings, w)
+                .map_err(|bindings| bound_error(seq, hlc, bindings, self.max_bindings)),
+        }
+    }
+
+    /// The witness of a satisfying cut decided by extremes (found only for emitted cuts).
+    fn witness(
+        &mut self,
+        decision: Vec<NodeIdx>,
+        seq: u64,
+        hlc: Hlc,
+    ) -> Result<Vec<NodeIdx>, ExecError> {
+        let Outer::Extremes(x) = &self.outer else {
+            return Ok(decision);
+        };
+        if !decision.is_empty() || self.plan.units.is_empty() || self.cut.participants().is_empty()
+        {
+            return Ok(decision);
+        }
+        let w = &mut self.stats.warnings;
+        let env = Env {
+            cut: &self.cut,
+            units: &[],
+            local: None,
+            aggs: &self.agg_values,
+            groups: &self.group_values,
+        };
+        match extremes_witness(x, &env, w) {
+            Some(b) => Ok(b),
+            None => enumerate(&x.fallback, &env, self.max_bindings, w)
+                .map(|b| b.unwrap_or_default())
+                .map_err(|bindings| bound_error(seq, hlc, bindings, self.max_bindings)),
+        }
+    }
+
     fn evaluate(
         &mut self,
         hlc: Hlc,
         emit: &mut dyn FnMut(OutputRecord),
     ) -> Result<Flow, ExecError> {
-        let result = self
-            .evaluator
-            .evaluate(&self.cut, &mut self.stats.warnings)
-            .map_err(|detail| ExecError::Bound {
-                seq: self.seq,
-                hlc,
-                detail,
-            })?;
-        let satisfied = result.binding.is_some();
-        let record = match (self.plan.emit, satisfied, &mut self.run) {
-            (Emit::Cuts, true, _) => Some(self.cut_record(hlc, false, &result)),
-            (Emit::Cuts, false, _) => None,
-            (Emit::Changes, true, Some(run)) => {
+        // LIMIT 0, or a limit already reached: nothing more may be emitted.
+        if self.plan.limit.is_some_and(|l| self.stats.emitted >= l) {
+            self.done = true;
+            return Ok(Flow::Done);
+        }
+        let seq = self.seq;
+        let decision = self.decide(seq, hlc)?;
+        let record = match (self.plan.emit, decision, &mut self.run) {
+            (Emit::Cuts, Some(b), _) => {
+                let b = self.witness(b, seq, hlc)?;
+                Some(self.cut_record(hlc, false, &b))
+            }
+            (Emit::Changes, Some(_), Some(run)) => {
                 run.cuts += 1;
                 None
             }
-            (Emit::Changes, true, None) => {
+            (Emit::Changes, Some(b), None) => {
                 self.run = Some(Run {
                     begin: hlc,
                     cuts: 1,
                 });
-                Some(self.cut_record(hlc, true, &result))
+                let b = self.witness(b, seq, hlc)?;
+                Some(self.cut_record(hlc, true, &b))
             }
-            (Emit::Changes, false, Some(_)) => self.run.take().map(|run| {
+            (Emit::Changes, None, Some(_)) => self.run.take().map(|run| {
                 OutputRecord::End(EndRecord {
-                    seq: self.seq,
+                    seq,
                     hlc,
                     duration_ms: hlc.physical().saturating_sub(run.begin.physical()),
                     cuts: run.cuts,
@@ -226,7 +531,7 @@ impl<'p> Engine<'p> {
                     late: false,
                 })
             }),
-            (Emit::Changes, false, None) => None,
+            (_, None, _) => None,
         };
         if let Some(r) = record {
             emit(r);
@@ -239,8 +544,9 @@ impl<'p> Engine<'p> {
         Ok(Flow::Continue)
     }
 
-    fn cut_record(&self, hlc: Hlc, begin: bool, result: &crate::eval::CutResult) -> OutputRecord {
+    fn cut_record(&self, hlc: Hlc, begin: bool, binding: &[NodeIdx]) -> OutputRecord {
         let p = self.cut.participants();
+        let vars = &self.cols.vars;
         let mut values: Vec<(String, OutValue)> = Vec::new();
         let mut push = |name: String, v: OutValue| {
             // Identical names print once, at the first position (SPEC §6).
@@ -256,55 +562,57 @@ impl<'p> Engine<'p> {
                     path,
                     node,
                 } => {
-                    let var = var_name(&var.log, &var.key);
+                    let v = vars.get(&var.name());
                     let read = |n: NodeIdx| -> Val {
-                        let v = self.cut.value(n, &var)?;
-                        if path.is_empty() {
-                            Some(v.clone())
-                        } else {
-                            ops::field(&Some(v.clone()), path)
+                        let mut x = self.cut.value(n, v?)?;
+                        for f in path {
+                            match x {
+                                Value::Struct(fields) => x = fields.get(f)?,
+                                _ => return None,
+                            }
                         }
+                        Some(x.clone())
                     };
                     let nodes: Vec<(String, Value)> = match node {
                         Some(id) => self
                             .cut
                             .lookup(id)
                             .filter(|&n| self.cut.in_cut(n))
-                            .and_then(|n| read(n).map(|v| (id.clone(), v)))
+                            .and_then(|n| read(n).map(|x| (id.clone(), x)))
                             .into_iter()
                             .collect(),
                         None => p
                             .iter()
-                            .filter_map(|&n| read(n).map(|v| (self.cut.node_id(n).to_string(), v)))
+                            .filter_map(|&n| read(n).map(|x| (self.cut.node_id(n).to_string(), x)))
                             .collect(),
                     };
                     push(name.clone(), OutValue::Nodes(nodes));
                 }
                 OutputItem::AllOf { logs } => {
-                    let mut names = std::collections::BTreeMap::new();
-                    for log in logs {
-                        for &n in p {
-                            for (var, v) in self.cut.vars_of_log(n, log) {
+                    let mut names: BTreeMap<&str, Vec<(String, Value)>> = BTreeMap::new();
+                    for &n in p {
+                        for (v, x) in self.cut.present(n) {
+                            let name = vars.name(v);
+                            if logs.iter().any(|l| l == name.log()) {
                                 names
-                                    .entry(var.as_str().to_string())
-                                    .or_insert_with(Vec::new)
-                                    .push((self.cut.node_id(n).to_string(), v.clone()));
+                                    .entry(name.as_str())
+                                    .or_default()
+                                    .push((self.cut.node_id(n).to_string(), x.clone()));
                             }
                         }
                     }
                     for (name, nodes) in names {
-                        push(name, OutValue::Nodes(nodes));
+                        push(name.to_string(), OutValue::Nodes(nodes));
                     }
                 }
                 OutputItem::Aggregate { name, index } => {
-                    let v = result.aggregates.get(*index).cloned().flatten();
+                    let v = self.agg_values.get(*index).cloned().flatten();
                     push(name.clone(), OutValue::One(v));
                 }
             }
         }
         let listed = self.plan.witness_placeholders();
         let witness = (!listed.is_empty()).then(|| {
-            let binding = result.binding.as_deref().unwrap_or(&[]);
             listed
                 .iter()
                 .map(|&k| {
@@ -331,9 +639,277 @@ impl<'p> Engine<'p> {
     }
 }
 
+fn bound_error(seq: u64, hlc: Hlc, bindings: u128, bound: u64) -> ExecError {
+    ExecError::Bound {
+        seq,
+        hlc,
+        bindings,
+        bound,
+    }
+}
+
 fn unit_contains(plan: &Plan, unit: BindingUnit, k: u32) -> bool {
     match unit {
         BindingUnit::Free(f) => f == k,
         BindingUnit::SameNode(g) => plan.groups[g].placeholders.contains(&k),
     }
+}
+
+/// Enumerate outer bindings in witness order (first unit most significant, nodes in id order),
+/// skipping nodes where a strict variable of the unit is NULL. `Err(bindings)` if the
+/// enumeration would exceed `bound`.
+fn enumerate(
+    e: &Enumeration,
+    base: &Env<'_>,
+    bound: u64,
+    w: &mut Warnings,
+) -> Result<Decision, u128> {
+    let cut = base.cut;
+    let p = cut.participants();
+    let units = e.strict.len();
+    if p.is_empty() || units == 0 {
+        return Ok(holds(&e.when, base, w).then(Vec::new));
+    }
+    if e.impossible {
+        return Ok(None);
+    }
+    let candidates: Vec<Vec<NodeIdx>> = e
+        .strict
+        .iter()
+        .map(|strict| {
+            p.iter()
+                .copied()
+                .filter(|&n| strict.iter().all(|(v, path)| non_null(cut, n, *v, path)))
+                .collect()
+        })
+        .collect();
+    let mut total: u128 = 1;
+    for c in &candidates {
+        total = total.saturating_mul(c.len() as u128);
+    }
+    if total == 0 {
+        return Ok(None);
+    }
+    if total > bound as u128 {
+        return Err(total);
+    }
+    let mut digits = vec![0usize; units];
+    let mut binding: Vec<NodeIdx> = candidates.iter().map(|c| c[0]).collect();
+    loop {
+        let env = Env {
+            cut,
+            units: &binding,
+            local: None,
+            aggs: base.aggs,
+            groups: base.groups,
+        };
+        if holds(&e.when, &env, w) {
+            return Ok(Some(binding));
+        }
+        let mut i = units;
+        loop {
+            if i == 0 {
+                return Ok(None);
+            }
+            i -= 1;
+            digits[i] += 1;
+            if digits[i] < candidates[i].len() {
+                binding[i] = candidates[i][digits[i]];
+                break;
+            }
+            digits[i] = 0;
+            binding[i] = candidates[i][0];
+        }
+    }
+}
+
+fn non_null(cut: &CutState, n: NodeIdx, v: VarIdx, path: &[String]) -> bool {
+    let Some(mut x) = cut.value(n, v) else {
+        return false;
+    };
+    for f in path {
+        match x {
+            Value::Struct(fields) => match fields.get(f) {
+                Some(y) => x = y,
+                None => return false,
+            },
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// The leaves of an extremes-shaped `L op R`: (unit, variable, path, wants the maximum).
+fn directions(w: &CExpr, out: &mut Vec<(usize, Option<VarIdx>, Vec<String>, bool)>) {
+    use rql_planner::ops::{ArithOp, CmpOp};
+    let CExpr::Cmp(op, l, r) = w else { return };
+    // `L < R` holds for some binding iff it holds with L as small and R as large as possible:
+    // minimise L - R. For `>`, maximise it.
+    let maximise = matches!(op, CmpOp::Gt | CmpOp::GtEq);
+    fn walk(
+        e: &CExpr,
+        sign: bool,
+        maximise: bool,
+        out: &mut Vec<(usize, Option<VarIdx>, Vec<String>, bool)>,
+    ) {
+        match e {
+            CExpr::Var {
+                var,
+                path,
+                site: Site::Unit(u),
+            } => out.push((*u, *var, path.clone(), sign == maximise)),
+            CExpr::Neg(x) => walk(x, !sign, maximise, out),
+            CExpr::Arith(ArithOp::Add, a, b) => {
+                walk(a, sign, maximise, out);
+                walk(b, sign, maximise, out);
+            }
+            CExpr::Arith(ArithOp::Sub, a, b) => {
+                walk(a, sign, maximise, out);
+                walk(b, !sign, maximise, out);
+            }
+            CExpr::Arith(ArithOp::Mul, a, b) => match (&**a, &**b) {
+                (CExpr::Const(Some(c)), x) | (x, CExpr::Const(Some(c))) => {
+                    walk(x, sign == positive(c), maximise, out)
+                }
+                _ => {}
+            },
+            CExpr::Arith(ArithOp::Div, a, b) => {
+                if let CExpr::Const(Some(c)) = &**b {
+                    walk(a, sign == positive(c), maximise, out)
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(l, true, maximise, out);
+    walk(r, false, maximise, out);
+}
+
+fn positive(v: &Value) -> bool {
+    match v {
+        Value::Int(i) => *i > 0,
+        Value::Float(f) => *f > 0.0,
+        _ => false,
+    }
+}
+
+/// Every int involved must be small enough that int and float arithmetic agree exactly, or
+/// all numbers must be of one kind; otherwise the extreme binding may not be the best one.
+const EXACT_MIX_LIMIT: i64 = 1 << 50;
+
+fn mixing_is_exact(x: &ExtremesOuter, base: &Env<'_>, when: &CExpr) -> bool {
+    let (mut ints, mut floats) = (0u64, 0u64);
+    let mut small = true;
+    for v in &x.vars {
+        ints += v.ints;
+        floats += v.floats;
+        for max in [false, true] {
+            if let Some((_, Value::Int(i))) = v.extreme(max) {
+                small &= i.unsigned_abs() <= EXACT_MIX_LIMIT as u64;
+            }
+        }
+    }
+    let mut check = |v: &Val| match v {
+        Some(Value::Int(i)) => {
+            ints += 1;
+            small &= i.unsigned_abs() <= EXACT_MIX_LIMIT as u64;
+        }
+        Some(Value::Float(_)) => floats += 1,
+        _ => {}
+    };
+    constants(when, base, &mut check);
+    ints == 0 || floats == 0 || small
+}
+
+fn constants(e: &CExpr, base: &Env<'_>, f: &mut dyn FnMut(&Val)) {
+    match e {
+        CExpr::Const(v) => f(v),
+        CExpr::Aggregate(i) => f(&base.aggs.get(*i).cloned().flatten()),
+        CExpr::Neg(x) => constants(x, base, f),
+        CExpr::Arith(_, a, b) | CExpr::Cmp(_, a, b) => {
+            constants(a, base, f);
+            constants(b, base, f);
+        }
+        _ => {}
+    }
+}
+
+/// Some(answer) when the extremes decide the cut exactly; None to fall back to enumeration.
+fn extremes_decide(x: &ExtremesOuter, base: &Env<'_>, w: &mut Warnings) -> Option<bool> {
+    // Strings order too (by bytes): numeric extremes say nothing about them.
+    if x.vars.iter().any(|v| v.strings > 0) {
+        return None;
+    }
+    let mut has_string = false;
+    constants(&x.when, base, &mut |v| {
+        has_string |= matches!(v, Some(Value::Str(_)))
+    });
+    if has_string {
+        return None;
+    }
+    let mut binding = Vec::with_capacity(x.units.len());
+    for &(var, max) in &x.units {
+        match x.vars[var].extreme(max) {
+            Some((n, _)) => binding.push(n),
+            // A unit with no numeric value on any node: every binding compares NULL.
+            None => return Some(false),
+        }
+    }
+    extreme_truth(x, base, &binding, w)
+}
+
+/// Evaluate WHEN exactly on `binding` (extreme nodes); trust a FALSE only when no NULL arose
+/// (an overflow at the extremes says nothing about other bindings) and number kinds mix exactly.
+fn extreme_truth(
+    x: &ExtremesOuter,
+    base: &Env<'_>,
+    binding: &[NodeIdx],
+    w: &mut Warnings,
+) -> Option<bool> {
+    let env = Env {
+        cut: base.cut,
+        units: binding,
+        local: None,
+        aggs: base.aggs,
+        groups: base.groups,
+    };
+    let mut scratch = Warnings::default();
+    match eval(&x.when, &env, &mut scratch) {
+        Some(Value::Bool(true)) => Some(true),
+        Some(Value::Bool(false)) if mixing_is_exact(x, base, &x.when) => Some(false),
+        _ => {
+            w.merge(&scratch);
+            None
+        }
+    }
+}
+
+/// The smallest satisfying binding in witness order: fix units one at a time to the first node
+/// (by id) for which the rest, at their extremes, still satisfies.
+fn extremes_witness(x: &ExtremesOuter, base: &Env<'_>, w: &mut Warnings) -> Option<Vec<NodeIdx>> {
+    extremes_decide(x, base, w)?;
+    let mut binding: Vec<NodeIdx> = Vec::with_capacity(x.units.len());
+    for &(var, max) in &x.units {
+        binding.push(x.vars[var].extreme(max)?.0);
+    }
+    for u in 0..x.units.len() {
+        let (var, _) = x.units[u];
+        let mut found = false;
+        for &n in base.cut.participants() {
+            if !x.vars[var].has(n) {
+                continue;
+            }
+            let saved = binding[u];
+            binding[u] = n;
+            if extreme_truth(x, base, &binding, w)? {
+                found = true;
+                break;
+            }
+            binding[u] = saved;
+        }
+        if !found {
+            return None;
+        }
+    }
+    Some(binding)
 }

@@ -1,16 +1,19 @@
-//! RQL execution: the cut state, evaluation of WHEN over consistent cuts, output records and
-//! the drivers that feed steps to the engine (replay of saved traces today).
+//! RQL execution: the cut state, incremental evaluation of WHEN over consistent cuts, output
+//! records and the drivers that feed steps to the engine (replay of saved traces today).
 //!
 //! Entry points: [`replay::replay`] runs a [`rql_planner::Plan`] over sorted records;
 //! [`engine::Engine`] is the step-at-a-time core the drivers share; [`output::RecordWriter`]
 //! prints records as JSON Lines, a table or CSV.
 
-pub mod cut;
+pub mod columnar;
+pub mod compile;
 pub mod engine;
-pub mod eval;
+pub mod incremental;
 pub mod output;
 pub mod replay;
+pub mod state;
 
+pub use columnar::Columnar;
 pub use engine::{Engine, ExecError, ExecOptions, Flow, Stats, DEFAULT_MAX_BINDINGS};
 pub use output::{Format, OutputRecord, RecordWriter};
-pub use replay::{catalog_of, replay};
+pub use replay::{catalog_of, catalog_of_columnar, replay, replay_columnar};

@@ -153,6 +153,8 @@ pub struct RecordWriter<W: Write> {
     /// (`log.*` columns are only known once every record is seen).
     rows: Vec<Vec<(String, String)>>,
     records: u64,
+    /// Some record carried a witness (WHEN has outer placeholders).
+    witness: bool,
 }
 
 impl<W: Write> RecordWriter<W> {
@@ -166,6 +168,7 @@ impl<W: Write> RecordWriter<W> {
             changes,
             rows: Vec::new(),
             records: 0,
+            witness: false,
         }
     }
 
@@ -204,6 +207,7 @@ impl<W: Write> RecordWriter<W> {
                     .collect();
                 nodes.sort_unstable();
                 nodes.dedup();
+                self.witness |= c.witness.is_some();
                 let witness = c.witness.as_ref().map(|w| {
                     w.iter()
                         .map(|(k, n)| format!("${k}={}", n.as_deref().unwrap_or("NULL")))
@@ -226,9 +230,9 @@ impl<W: Write> RecordWriter<W> {
                             },
                         ),
                         ("seq".into(), c.seq.to_string()),
-                        ("hlc".into(), c.hlc.to_string()),
                         ("node".into(), node.unwrap_or("").to_string()),
                     ];
+                    cells.extend(hlc_cells(c.hlc));
                     for (name, v) in &c.values {
                         let cell = match v {
                             OutValue::One(v) => v.as_ref().map(cell_text).unwrap_or_default(),
@@ -245,13 +249,13 @@ impl<W: Write> RecordWriter<W> {
                 }
             }
             OutputRecord::End(e) => {
-                let cells = vec![
+                let mut cells = vec![
                     ("event".into(), "end".into()),
                     ("seq".into(), e.seq.to_string()),
-                    ("hlc".into(), e.hlc.to_string()),
                     ("duration_ms".into(), e.duration_ms.to_string()),
                     ("cuts".into(), e.cuts.to_string()),
                 ];
+                cells.extend(hlc_cells(e.hlc));
                 self.rows.push(cells);
             }
         }
@@ -262,12 +266,21 @@ impl<W: Write> RecordWriter<W> {
         if self.changes {
             h.push("event".to_string());
         }
-        h.extend(["seq", "hlc", "node"].map(String::from));
+        h.push("seq".into());
+        // CSV is for data tools: the HLC as two numbers rather than "[l,c]".
+        if self.format == Format::Csv {
+            h.extend(["hlc_physical", "hlc_logical"].map(String::from));
+        } else {
+            h.push("hlc".into());
+        }
+        h.push("node".into());
         h.extend(self.columns.iter().cloned());
         if self.changes {
             h.extend(["duration_ms", "cuts"].map(String::from));
         }
-        h.push("witness".into());
+        if self.witness {
+            h.push("witness".into());
+        }
         h
     }
 
@@ -306,12 +319,22 @@ impl<W: Write> RecordWriter<W> {
                 }
                 writeln!(self.out, "{table}")?;
                 let n = self.records;
-                writeln!(self.out, "({n} record{})", if n == 1 { "" } else { "s" })?;
+                let noun = if self.changes { "record" } else { "cut" };
+                writeln!(self.out, "({n} {noun}{})", if n == 1 { "" } else { "s" })?;
             }
         }
         self.out.flush()?;
         Ok(self.out)
     }
+}
+
+/// The HLC as the table shows it (`hlc`) and as CSV gives it (two numeric columns).
+fn hlc_cells(hlc: Hlc) -> [(String, String); 3] {
+    [
+        ("hlc".into(), hlc.to_string()),
+        ("hlc_physical".into(), hlc.physical().to_string()),
+        ("hlc_logical".into(), hlc.logical().to_string()),
+    ]
 }
 
 /// A value in a table or CSV cell: strings as they are, everything else as canonical JSON.

@@ -3,59 +3,67 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use log_server::{Hlc, Record};
+use log_server::Record;
 use rql_planner::{Catalog, Plan, TimeSpec};
 
+use crate::columnar::{Columnar, VarIdx};
 use crate::engine::{Engine, ExecError, ExecOptions, Flow, Stats};
 use crate::output::OutputRecord;
 
 /// What the planner should know about a trace: its variables and what NOW means.
 pub fn catalog_of<'r>(records: impl IntoIterator<Item = &'r Record>) -> Catalog {
+    let records: Vec<&Record> = records.into_iter().collect();
+    catalog_of_columnar(&Columnar::from_records(&records))
+}
+
+/// [`catalog_of`] for a trace already in columnar form.
+pub fn catalog_of_columnar(cols: &Columnar) -> Catalog {
     let mut vars: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut now = Hlc::MIN;
-    for rec in records {
-        now = now.max(rec.hlc);
-        for v in rec.touched_vars() {
-            vars.entry(v.log().to_string())
-                .or_default()
-                .insert(v.key().to_string());
-        }
+    for v in 0..cols.vars.len() {
+        let name = cols.vars.name(v as VarIdx);
+        vars.entry(name.log().to_string())
+            .or_default()
+            .insert(name.key().to_string());
     }
     Catalog {
         vars,
-        now_ms: now.physical(),
+        now_ms: cols.groups.last().map_or(0, |g| g.hlc.physical()),
         live: false,
     }
 }
 
 /// Run `plan` over `records` (sorted by HLC; equal HLCs in arrival order) and hand every
 /// emitted record to `emit`.
-pub fn replay<'r>(
+pub fn replay(
     plan: &Plan,
-    records: &'r [&'r Record],
+    records: &[&Record],
+    opts: ExecOptions,
+    emit: &mut dyn FnMut(OutputRecord),
+) -> Result<Stats, ExecError> {
+    let cols = Columnar::from_records(records);
+    replay_columnar(plan, &cols, opts, emit)
+}
+
+/// [`replay`] over a trace already in columnar form (load once, query many times).
+pub fn replay_columnar(
+    plan: &Plan,
+    cols: &Columnar,
     opts: ExecOptions,
     emit: &mut dyn FnMut(OutputRecord),
 ) -> Result<Stats, ExecError> {
     let start = Instant::now();
-    let mut engine = Engine::new(plan, opts);
+    let mut engine = Engine::new(plan, cols, opts);
     let snapshot = match plan.time {
         TimeSpec::Snapshot { at } => Some(at),
         _ => None,
     };
-    let mut i = 0;
-    while i < records.len() {
-        let hlc = records[i].hlc;
-        if snapshot.is_some_and(|at| hlc > at) {
+    for group in &cols.groups {
+        if snapshot.is_some_and(|at| group.hlc > at) {
             break;
         }
-        let mut j = i + 1;
-        while j < records.len() && records[j].hlc == hlc {
-            j += 1;
-        }
-        if engine.step(hlc, &records[i..j], emit)? == Flow::Done {
+        if engine.step(group, emit)? == Flow::Done {
             break;
         }
-        i = j;
     }
     if let Some(at) = snapshot {
         engine.snapshot(at, emit)?;

@@ -7,12 +7,12 @@ use log_server::Value;
 use rql_parser::{Emit, LinkKind};
 
 use crate::plan::*;
-use crate::strategy::{choose, Part};
+use crate::strategy::{choose, describe};
 
 /// Render `plan` for a person. `max_bindings` is the executor's enumeration bound.
 pub fn explain(plan: &Plan, max_bindings: u64) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "query: {}", plan.source.trim());
+    let _ = writeln!(out, "query: {}", plan.span.text(&plan.source).trim());
     let _ = writeln!(out, "from: {}", plan.logs.join(", "));
     out.push_str("select:\n");
     for item in &plan.outputs {
@@ -107,14 +107,8 @@ pub fn explain(plan: &Plan, max_bindings: u64) -> String {
         }
     );
     out.push_str("strategy:\n");
-    for part in choose(plan).parts {
-        let _ = writeln!(
-            out,
-            "  {}: {}  cost {}",
-            part_name(&part),
-            part.method,
-            part.cost
-        );
+    for part in describe(plan, &choose(plan)) {
+        let _ = writeln!(out, "  {}: {}; cost {}", part.name, part.method, part.cost);
     }
     let _ = writeln!(
         out,
@@ -161,10 +155,6 @@ pub fn explain(plan: &Plan, max_bindings: u64) -> String {
         let _ = writeln!(out, "note: {}", n.one_line(&plan.source));
     }
     out
-}
-
-fn part_name(p: &Part) -> String {
-    p.name.clone()
 }
 
 /// A resolved expression with placeholders shown: `$1:inv.a + $2:inv.b`.

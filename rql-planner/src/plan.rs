@@ -14,8 +14,10 @@ use crate::ops::{AggFn, ArithOp, CmpOp, ScalarFn};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
-    /// The query text the spans refer to.
+    /// The text the spans refer to (a whole file when the statement came from one).
     pub source: String,
+    /// This statement within `source`.
+    pub span: Span,
     pub explain: bool,
     /// FROM logs, duplicates collapsed, in FROM order.
     pub logs: Vec<String>,

@@ -97,6 +97,7 @@ pub fn plan_statement(
     let units = outer_units(&r.placeholders, &r.groups);
     Ok(Plan {
         source: source.to_string(),
+        span: stmt.span,
         explain: stmt.explain,
         logs: r.logs,
         outputs,

@@ -1,13 +1,15 @@
 //! Shared helpers for the integration and conformance tests: where the shared examples live,
 //! how to run a query over a trace through the library, and the comparison rule of
-//! `../shared/examples/cmp.py` in Rust.
+//! `../shared/examples/cmp.py` in Rust, and a deliberately naive second evaluator ([`naive`])
+//! for the differential property test.
 
 pub mod compare;
+pub mod naive;
 
 use std::path::{Path, PathBuf};
 
 use log_server::{read_traces, ReadOptions, Record, TraceInput};
-use rql_exec::{catalog_of, replay, ExecOptions, OutputRecord};
+use rql_exec::{catalog_of, replay, ExecOptions, OutputRecord, Stats};
 use rql_planner::plan_statement;
 
 /// `../shared/examples`, beside the checkout (as in CI).
@@ -63,19 +65,36 @@ pub fn read_trace_records(path: &Path) -> Result<Vec<Record>, String> {
     Ok(trace.records.into_iter().map(|(_, r)| r).collect())
 }
 
+/// Parse an inline NDJSON trace (`rql-trace/1`) into records sorted by HLC. Panics (failing the
+/// test) if the trace is malformed.
+pub fn records_from_ndjson(text: &str) -> Vec<Record> {
+    log_server::read_trace(std::io::Cursor::new(text), &ReadOptions::default())
+        .unwrap_or_else(|e| panic!("bad inline trace: {e}"))
+        .records
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect()
+}
+
 /// Run one query (text) over sorted records with the engine; JSON Lines out, or the error.
 pub fn run_query(query: &str, records: &[Record]) -> Result<Vec<String>, String> {
+    run_query_with(query, records, ExecOptions::default()).map(|(lines, _)| lines)
+}
+
+/// [`run_query`] with explicit engine options; also returns the query's statistics.
+pub fn run_query_with(
+    query: &str,
+    records: &[Record],
+    opts: ExecOptions,
+) -> Result<(Vec<String>, Stats), String> {
     let stmt = rql_parser::parse_single(query).map_err(|d| d.one_line(query))?;
     let refs: Vec<&Record> = records.iter().collect();
     let catalog = catalog_of(refs.iter().copied());
     let plan = plan_statement(&stmt, query, &catalog).map_err(|d| d.one_line(query))?;
     let mut lines = Vec::new();
-    replay(
-        &plan,
-        &refs,
-        ExecOptions::default(),
-        &mut |r: OutputRecord| lines.push(serde_json::to_string(&r).unwrap_or_default()),
-    )
+    let stats = replay(&plan, &refs, opts, &mut |r: OutputRecord| {
+        lines.push(serde_json::to_string(&r).unwrap_or_default())
+    })
     .map_err(|e| e.to_string())?;
-    Ok(lines)
+    Ok((lines, stats))
 }

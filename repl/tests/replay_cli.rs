@@ -1,0 +1,330 @@
+//! `rql replay` and `rql explain` end to end: formats, merging, stdin, bad input and exit
+//! statuses. Traces come from ../shared/examples.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/examples")
+}
+
+fn seed_trace() -> String {
+    examples()
+        .join("seed-invariant/trace.ndjson")
+        .display()
+        .to_string()
+}
+
+fn rql(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rql"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rql");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("wait for rql")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rql-replay-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const SEED_Q1: &str =
+    "SELECT inv.a, inv.b, inv.c FROM inv WHEN (inv.a + inv.b <= inv.c) LINK SAME_NODE";
+
+fn expected_seed_q1() -> String {
+    std::fs::read_to_string(examples().join("seed-invariant/expected_1.jsonl")).unwrap()
+}
+
+#[test]
+fn json_output_matches_the_shared_example() {
+    let out = rql(
+        &["replay", &seed_trace(), "-e", SEED_Q1, "--format", "json"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), expected_seed_q1());
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn table_and_csv_formats() {
+    let out = rql(
+        &["replay", &seed_trace(), "-e", SEED_Q1, "--format", "table"],
+        None,
+    );
+    assert!(out.status.success());
+    let t = text(&out.stdout);
+    for col in ["seq", "hlc", "node", "inv.a", "inv.b", "inv.c", "witness"] {
+        assert!(t.contains(col), "{t}");
+    }
+    assert!(t.contains("$1=n1 $2=n1 $3=n1"), "{t}");
+    assert!(t.trim_end().ends_with("(6 cuts)"), "{t}");
+    let out = rql(
+        &["replay", &seed_trace(), "-e", SEED_Q1, "--format", "csv"],
+        None,
+    );
+    assert!(out.status.success());
+    let csv = text(&out.stdout);
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("seq,hlc_physical,hlc_logical,node,inv.a,inv.b,inv.c,witness")
+    );
+    assert_eq!(
+        lines.next(),
+        Some("1,1700000000100,0,n1,1,1,5,$1=n1 $2=n1 $3=n1")
+    );
+}
+
+#[test]
+fn merges_one_file_per_node_and_unsorted_files() {
+    let dir = temp_dir("merge");
+    let trace = std::fs::read_to_string(seed_trace()).unwrap();
+    let mut paths = Vec::new();
+    for node in ["n1", "n2", "n3", "n4"] {
+        let needle = format!("\"node\":\"{node}\"");
+        // Each node's file in reverse order: records need not be sorted.
+        let lines: Vec<&str> = trace
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .rev()
+            .collect();
+        let p = dir.join(format!("{node}.ndjson"));
+        std::fs::write(&p, lines.join("\n")).unwrap();
+        paths.push(p.display().to_string());
+    }
+    let mut args = vec!["replay"];
+    args.extend(paths.iter().map(String::as_str));
+    args.extend(["-e", SEED_Q1, "--format", "json"]);
+    let out = rql(&args, None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), expected_seed_q1());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn reads_the_trace_from_stdin_and_queries_from_a_file() {
+    let trace = std::fs::read_to_string(seed_trace()).unwrap();
+    let out = rql(
+        &["replay", "-", "-e", SEED_Q1, "--format", "json"],
+        Some(&trace),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), expected_seed_q1());
+
+    let dir = temp_dir("qfile");
+    let q = dir.join("q.rql");
+    std::fs::write(
+        &q,
+        format!("-- two queries\n{SEED_Q1};\nSELECT COUNT(*) AS n FROM inv LIMIT 1;\n"),
+    )
+    .unwrap();
+    let out = rql(
+        &[
+            "replay",
+            &seed_trace(),
+            "-f",
+            q.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got = text(&out.stdout);
+    assert!(got.starts_with(&expected_seed_q1()), "{got}");
+    assert!(
+        got.ends_with("{\"seq\":1,\"hlc\":[1700000000100,0],\"values\":{\"n\":3}}\n"),
+        "{got}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_bad_record_stops_with_its_line_and_prints_nothing() {
+    let bad = examples()
+        .join("errors/bad_trace_1.ndjson")
+        .display()
+        .to_string();
+    let out = rql(
+        &[
+            "replay",
+            &bad,
+            "-e",
+            "SELECT inv.a FROM inv",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bad_trace_1.ndjson:2: unknown field \"sett\""),
+        "{err}"
+    );
+    assert!(err.contains("--skip-bad"), "{err}");
+}
+
+#[test]
+fn skip_bad_skips_and_counts() {
+    let bad = examples()
+        .join("errors/bad_trace_2.ndjson")
+        .display()
+        .to_string();
+    let out = rql(
+        &[
+            "replay",
+            &bad,
+            "-e",
+            "SELECT COUNT(*) AS n FROM inv",
+            "--format",
+            "json",
+            "--skip-bad",
+            "--stats",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("skipped bad record"), "{err}");
+    assert!(err.contains("1 bad records skipped"), "{err}");
+    assert!(!out.stdout.is_empty());
+}
+
+#[test]
+fn query_errors_exit_2_with_nothing_on_stdout() {
+    let out = rql(
+        &["replay", &seed_trace(), "-e", "SELECT anv.a FROM inv"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = text(&out.stderr);
+    assert!(err.contains("unknown log anv"), "{err}");
+    assert!(err.contains("did you mean inv?"), "{err}");
+    // A semantic error in a later statement stops the run before any output.
+    let out = rql(
+        &["replay", &seed_trace(), "-f", "-"],
+        Some("SELECT inv.a FROM inv; SELECT inv.a FROM inv WHEN MAXX(inv.a) > 1;"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn the_enumeration_bound_is_an_error_naming_the_bound() {
+    let out = rql(
+        &[
+            "replay",
+            &seed_trace(),
+            "-e",
+            "SELECT inv.a FROM inv WHEN inv.a * inv.b > inv.c",
+            "--max-bindings",
+            "10",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("enumeration bound of 10"), "{err}");
+    assert!(err.contains("--max-bindings"), "{err}");
+}
+
+#[test]
+fn stats_go_to_stderr() {
+    let out = rql(
+        &[
+            "replay",
+            &seed_trace(),
+            "-e",
+            SEED_Q1,
+            "--format",
+            "json",
+            "--stats",
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), expected_seed_q1());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("12 steps scanned, 11 candidate cuts, 6 emitted"),
+        "{err}"
+    );
+    assert!(err.contains("cuts/s"), "{err}");
+    // Evaluation warnings are reported even without --stats.
+    let out = rql(
+        &[
+            "replay",
+            &seed_trace(),
+            "-e",
+            "SELECT inv.a FROM inv WHEN inv.a / 0 > 1",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    assert!(
+        text(&out.stderr).contains("division_by_zero"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn explain_shows_placeholders_groups_and_strategies() {
+    let out = rql(
+        &[
+            "explain",
+            "-e",
+            "SELECT inv.a FROM inv WHEN (inv.a + inv.b <= inv.c) AND NODE($1) = NODE($3)",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(t.contains("$1 = inv.a  free"), "{t}");
+    assert!(t.contains("$3 = inv.c  free"), "{t}");
+    assert!(t.contains("O(N^3)"), "{t}");
+    assert!(t.contains("enumeration bound"), "{t}");
+    let out = rql(
+        &[
+            "explain",
+            "-e",
+            "SELECT inv.a FROM inv WHEN (inv.a + inv.b <= inv.c) LINK SAME_NODE",
+        ],
+        None,
+    );
+    let t = text(&out.stdout);
+    assert!(t.contains("G1 SAME_NODE: {$1, $2, $3}"), "{t}");
+    // EXPLAIN as a statement prints the plan instead of running it.
+    let out = rql(
+        &["replay", &seed_trace(), "-e", &format!("EXPLAIN {SEED_Q1}")],
+        None,
+    );
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("link groups:"));
+}
