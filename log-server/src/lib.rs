@@ -1,11 +1,14 @@
 //! The trace model of RQL: HLC timestamps, values, trace records (`rql-trace/1`), the NDJSON
 //! reader and per-node state. The log server itself (behind a cargo feature) builds on these.
 
+mod chunked;
+mod fast;
 pub mod hlc;
 mod json;
 pub mod ndjson;
 pub mod record;
 pub mod state;
+pub mod synth;
 pub mod value;
 
 pub use hlc::{Hlc, HlcClock, HlcError};

@@ -1,17 +1,19 @@
 //! Reading `rql-trace/1` NDJSON (SPEC §1.3, §6): one record per line, every rule checked, errors
-//! naming the line; and reading a whole trace into HLC order, replaying per-node state to catch
-//! `add`/`remove` on non-set values.
+//! naming the line; and reading a whole trace into HLC order (lines parsed on several threads,
+//! see `chunked`), replaying per node what decides `add`/`remove` on non-set values.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
+use crate::chunked::{self, CHUNK_BYTES};
+use crate::fast;
 use crate::hlc::Hlc;
 use crate::json::{self, Json};
 use crate::record::{Record, VarName, MAX_NODE_ID_BYTES};
-use crate::state::NodeState;
+use crate::state::NonSetKinds;
 use crate::value::{NotScalar, SetValue, Value};
 
 /// What went wrong, for deciding whether a bad record may be skipped.
@@ -131,16 +133,37 @@ impl<R: BufRead> Iterator for NdjsonReader<R> {
     }
 }
 
-fn is_blank(line: &[u8]) -> bool {
+pub(crate) fn is_blank(line: &[u8]) -> bool {
     line.iter()
         .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 /// Parses one trace line (trailing newline allowed) into a record, checking every per-record
 /// rule. The error is the reason only; the caller knows the line.
+///
+/// Good lines take the typed fast path (`fast::fill`, serde visitors straight into the
+/// record); a line it does not accept, which includes every bad line, is read again by the
+/// reference reader (`parse_record_reference`), which decides and gives the reason.
 pub fn parse_record(line: &[u8]) -> Result<Record, String> {
+    let mut rec = Record::heartbeat(String::new(), Hlc::MIN);
+    parse_record_into(line, &mut rec)?;
+    Ok(rec)
+}
+
+/// [`parse_record`] into `rec`, which must be a fresh heartbeat; after an error it holds
+/// garbage.
+pub(crate) fn parse_record_into(line: &[u8], rec: &mut Record) -> Result<(), String> {
     let text = std::str::from_utf8(line)
         .map_err(|e| format!("invalid UTF-8 at byte {} of the line", e.valid_up_to() + 1))?;
+    if !fast::fill(text, rec) {
+        *rec = parse_record_reference(text)?;
+    }
+    Ok(())
+}
+
+/// The reference reader: JSON to a `Json` tree (duplicate keys and exact integer literals
+/// kept), then checked and converted rule by rule.
+pub(crate) fn parse_record_reference(text: &str) -> Result<Record, String> {
     let members = match json::parse(text)? {
         Json::Obj(members) => members,
         other => {
@@ -435,49 +458,55 @@ pub fn read_trace(reader: impl BufRead, opts: &ReadOptions) -> Result<Trace, Tra
 
 /// `read_trace` over several inputs merged into one trace: records of all inputs are sorted
 /// together (a node's records may be spread over inputs) and errors name input and line.
+///
+/// The inputs are read on the calling thread; lines are parsed on up to one thread per core
+/// (a trace under a megabyte on the calling thread alone), with the same result as parsing
+/// them one by one.
 pub fn read_traces(
     inputs: Vec<TraceInput<'_>>,
     opts: &ReadOptions,
 ) -> Result<MergedTrace, TraceError> {
-    let mut trace = MergedTrace::default();
-    for (source, input) in inputs.into_iter().enumerate() {
-        trace.sources.push(input.name.clone());
-        for item in NdjsonReader::new(input.reader) {
-            match item {
-                Ok((line, rec)) => trace.records.push((Origin { source, line }, rec)),
-                Err(e) if opts.skip_bad && e.kind == TraceErrorKind::Record => {
-                    trace.skipped += 1;
-                    if trace.errors.len() < MAX_REPORTED_ERRORS {
-                        trace.errors.push(e.with_source(input.name.clone()));
-                    }
-                }
-                Err(e) => return Err(e.with_source(input.name.clone())),
-            }
-        }
+    let lines = chunked::read_lines(inputs, opts, chunked::parse_threads(), CHUNK_BYTES)?;
+    let mut trace = lines.trace;
+    // Traces are usually written in HLC order already.
+    if !lines.sorted {
+        trace.records.sort_by_key(|(_, rec)| rec.hlc);
     }
-    trace.records.sort_by_key(|(_, rec)| rec.hlc);
 
-    let mut bad = vec![false; trace.records.len()];
+    // Replay, per node and in HLC order, what decides `add`/`remove` errors: the kinds of the
+    // variables that some record adds to or removes from (none: nothing can fail).
+    let mut bad = Vec::new();
     let mut apply_errors = Vec::new();
-    {
-        let mut states: HashMap<&str, NodeState> = HashMap::new();
+    if lines.set_changes {
+        let targets: HashSet<&str> = trace
+            .records
+            .iter()
+            .flat_map(|(_, rec)| rec.add.iter().chain(&rec.remove))
+            .map(|(var, _)| var.as_str())
+            .collect();
+        let mut states: HashMap<&str, NonSetKinds> = HashMap::new();
         for (i, (origin, rec)) in trace.records.iter().enumerate() {
             let state = states.entry(rec.node.as_str()).or_default();
-            if let Err(e) = state.apply(rec) {
+            if let Err(e) = state.apply(rec, |var| targets.contains(var)) {
                 let err = TraceError::new(origin.line, e.to_string())
                     .with_source(trace.sources[origin.source].clone());
                 if !opts.skip_bad {
                     return Err(err);
                 }
                 // `apply` changed nothing, so the node's state is as if the record never was.
-                bad[i] = true;
+                bad.push(i);
                 apply_errors.push((*origin, err));
             }
         }
     }
     if !apply_errors.is_empty() {
-        let mut keep = bad.iter().map(|b| !b);
-        trace.records.retain(|_| keep.next().unwrap_or(true));
+        let mut index = 0;
+        let mut bad = bad.iter().peekable();
+        trace.records.retain(|_| {
+            let drop = bad.next_if_eq(&&index).is_some();
+            index += 1;
+            !drop
+        });
         trace.skipped += apply_errors.len();
         // Keep the earliest errors by input and line.
         let names = &trace.sources;
@@ -544,6 +573,205 @@ mod tests {
 
     fn s(x: &str) -> Value {
         Value::Str(x.to_string())
+    }
+
+    /// The fast path may only accept what the reference reader accepts, and must read it into
+    /// the same record (compared by `Debug`, so `-0.0` and `0.0` differ).
+    fn fast_agrees(text: &str) {
+        if let Some(rec) = fast::record(text) {
+            let reference = parse_record_reference(text).map(|r| format!("{r:?}"));
+            assert_eq!(reference, Ok(format!("{rec:?}")), "{text}");
+        }
+    }
+
+    const TRICKY_VALUES: &[&str] = &[
+        "0",
+        "-0",
+        "-0.0",
+        "0.0",
+        "1",
+        "-1",
+        "1.5",
+        "1E2",
+        "1e-2",
+        "2.5e+3",
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "9223372036854775807",
+        "9223372036854775808",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "18446744073709551615",
+        "18446744073709551616",
+        "99999999999999999999999",
+        "6.934698245112694e276",
+        "8.383658838626809e-78",
+        "1.7976931348623157e308",
+        "1.7976931348623159e308",
+        "4.9e-324",
+        "0.1",
+        "1.00",
+        "123456789012345678901234567890.5",
+        r#""x""#,
+        r#""""#,
+        r#""\u00e9\n""#,
+        r#""\ud800""#,
+        r#""\ud83d\ude00""#,
+        "true",
+        "false",
+        "null",
+        "NaN",
+        "[]",
+        "[1,1.0,\"a\",true]",
+        "[-0,0.0]",
+        "[null]",
+        "[[1]]",
+        "[{}]",
+        "[1e400]",
+        "[9223372036854775808]",
+        "{}",
+        r#"{"f":1}"#,
+        r#"{"f":null}"#,
+        r#"{"f":1,"f":2}"#,
+        r#"{"g":{"h":[1]},"f":1.5}"#,
+        r#"{"\u0066":1,"f":2}"#,
+        "[1,]",
+        "01",
+        "1.",
+        ".5",
+        "+1",
+        "-",
+        "1e",
+    ];
+
+    const TRICKY_HLCS: &[&str] = &[
+        "[1,0]",
+        "[0,0]",
+        "[-0,0]",
+        "[1,-0]",
+        "[1.0,0]",
+        "[1,0.0]",
+        "[1e0,0]",
+        "[281474976710655,65535]",
+        "[281474976710656,0]",
+        "[1,65536]",
+        "[1,2,3]",
+        "[1]",
+        "[]",
+        "0",
+        "-0",
+        "-1",
+        "18446744073709551615",
+        "18446744073709551616",
+        "1.5",
+        "\"1\"",
+        "null",
+        "[18446744073709551616,0]",
+        "[1, 0 ]",
+    ];
+
+    #[test]
+    fn fast_path_agrees_with_the_reference_on_tricky_lines() {
+        for v in TRICKY_VALUES {
+            for field in ["set", "add", "remove"] {
+                fast_agrees(&format!(
+                    r#"{{"node":"n","hlc":[1,0],"{field}":{{"a.b":{v}}}}}"#
+                ));
+                fast_agrees(&format!(
+                    r#"{{"node":"n","hlc":[1,0],"{field}":{{"a.b":[{v}]}}}}"#
+                ));
+            }
+            fast_agrees(&format!(
+                r#"{{"node":"n","hlc":[1,0],"set":{{"a.b":{{"f":{v}}}}}}}"#
+            ));
+            fast_agrees(&format!(r#"{{"node":"n","hlc":[1,0],"pt":{v}}}"#));
+            fast_agrees(&format!(r#"{{"node":"n","hlc":[1,0],"leave":{v}}}"#));
+            fast_agrees(&format!(r#"{{"node":{v},"hlc":[1,0]}}"#));
+            fast_agrees(&format!(r#"{{"node":"n","hlc":[1,0],"unset":[{v}]}}"#));
+            fast_agrees(v);
+        }
+        for h in TRICKY_HLCS {
+            fast_agrees(&format!(r#"{{"node":"n","hlc":{h}}}"#));
+            fast_agrees(&format!(" {{\"hlc\":{h},\"node\":\"n\"}}\r\n"));
+        }
+        // Every valid value of the spec examples is read the same way.
+        fast_agrees(
+            r#"{"node":"n","hlc":[1,0],"set":{"a.i":-9223372036854775808,"a.f":2.0,"a.e":1e2,"a.s":"x","a.b":false,"a.set":[3,1,1.0,"z",true],"a.st":{"g":{"h":[1]},"f":1.5},"a.n":null}}"#,
+        );
+    }
+
+    #[test]
+    fn fast_path_agrees_on_the_example_traces() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/examples");
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut files: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .flat_map(|p| [p.join("trace.ndjson"), p])
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "ndjson"))
+            .collect();
+        if let Ok(errors) = std::fs::read_dir(format!("{dir}/errors")) {
+            files.extend(errors.filter_map(|e| e.ok().map(|e| e.path())));
+        }
+        let mut fast_lines = 0;
+        for path in files {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            for line in text.lines() {
+                fast_agrees(line);
+                fast_lines += usize::from(fast::record(line).is_some());
+            }
+        }
+        assert!(fast_lines > 0 || std::fs::metadata(dir).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config { cases: 2000, ..Default::default() })]
+
+        #[test]
+        fn fast_path_agrees_on_json_like_text(
+            text in r#"\{"node":"n","hlc":[\[\]0-9,.\-e]{0,12},"(set|add|unset|pt)":[\[\]{}",:0-9a-f.eE+\-\\ ]{0,40}\}"#
+        ) {
+            fast_agrees(&text);
+        }
+
+        #[test]
+        fn fast_path_agrees_on_random_floats(bits in proptest::prelude::any::<u64>(), exp in 0usize..3) {
+            let f = f64::from_bits(bits);
+            let text = match exp {
+                0 => format!("{f:?}"),
+                1 => format!("{f:e}"),
+                _ => format!("{f}"),
+            };
+            fast_agrees(&format!(r#"{{"node":"n","hlc":[1,0],"set":{{"a.b":{text},"a.c":[{text}]}}}}"#));
+        }
+
+        #[test]
+        fn fast_path_agrees_on_mutated_lines(
+            edits in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), 0u8..128, 0u8..3),
+                1..4,
+            )
+        ) {
+            let mut bytes = br#"{"node":"n1","hlc":[1700000000123,0],"set":{"inv.a":5,"zk.m":["n1",2.5,true],"inv.st":{"f":1,"g":[-3]}},"unset":["inv.b"],"add":{"zk.s":["x"]},"remove":{"zk.t":[1e2]},"leave":false,"pt":1700000000124}"#.to_vec();
+            for (at, byte, op) in edits {
+                let i = at.index(bytes.len() + 1);
+                match op {
+                    0 => bytes.insert(i, byte),
+                    1 if i < bytes.len() => {
+                        bytes.remove(i);
+                    }
+                    _ if i < bytes.len() => bytes[i] = byte,
+                    _ => {}
+                }
+            }
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                fast_agrees(text);
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! Whether `add`/`remove` hit a non-set value depends on this state, so that rule is checked
 //! here rather than when a line is parsed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use crate::record::{Record, VarName};
@@ -117,6 +117,77 @@ impl NodeState {
             return None;
         }
         self.vars.get(var)
+    }
+}
+
+/// The part of a node's state that decides `add`/`remove` errors, and nothing more: the kind
+/// of every (tracked) variable holding a non-set value. An absent variable and a set are both
+/// fine targets, so they need no entry. Replaying a trace's records through this gives exactly
+/// the results of [`NodeState::apply`] without cloning any value.
+#[derive(Debug, Default)]
+pub(crate) struct NonSetKinds<'a> {
+    kinds: HashMap<&'a str, &'static str>,
+}
+
+impl<'a> NonSetKinds<'a> {
+    /// What `NodeState::apply` would return for `rec`, updating the kinds as it would update
+    /// the state (nothing on error). `tracked` must hold for every variable that is ever an
+    /// `add`/`remove` target; the kinds of other variables are never asked for, so not kept.
+    pub(crate) fn apply(
+        &mut self,
+        rec: &'a Record,
+        tracked: impl Fn(&str) -> bool,
+    ) -> Result<(), ApplyError> {
+        for (op, changes) in [("remove", &rec.remove), ("add", &rec.add)] {
+            for (var, _) in changes {
+                if let Some(found) = self.kind_after_assignments(rec, var) {
+                    return Err(ApplyError {
+                        op,
+                        var: var.clone(),
+                        found,
+                    });
+                }
+            }
+        }
+        let assigned = rec.unset.iter().chain(rec.set.iter().map(|(var, _)| var));
+        if !self.kinds.is_empty() || assigned.clone().any(|var| tracked(var.as_str())) {
+            for var in &rec.unset {
+                self.kinds.remove(var.as_str());
+            }
+            for (var, value) in &rec.set {
+                match value {
+                    Some(v) if !matches!(v, Value::Set(_)) && tracked(var.as_str()) => {
+                        self.kinds.insert(var.as_str(), v.kind_name());
+                    }
+                    _ => {
+                        self.kinds.remove(var.as_str());
+                    }
+                }
+            }
+        }
+        // `remove`/`add` leave a set behind (checked above to be allowed).
+        for (var, _) in rec.remove.iter().chain(&rec.add) {
+            self.kinds.remove(var.as_str());
+        }
+        if rec.leave {
+            self.kinds.clear();
+        }
+        Ok(())
+    }
+
+    /// The kind of `var` after the record's `unset` and `set`, if it is not a set (as
+    /// `NodeState::check` sees it).
+    fn kind_after_assignments(&self, rec: &Record, var: &VarName) -> Option<&'static str> {
+        if let Some((_, value)) = rec.set.iter().rev().find(|(v, _)| v == var) {
+            return value
+                .as_ref()
+                .filter(|v| !matches!(v, Value::Set(_)))
+                .map(Value::kind_name);
+        }
+        if rec.unset.contains(var) {
+            return None;
+        }
+        self.kinds.get(var.as_str()).copied()
     }
 }
 
@@ -288,5 +359,60 @@ mod tests {
         r.leave = true;
         st.apply(&r).unwrap();
         assert!(st.vars.is_empty());
+    }
+
+    /// `NonSetKinds` gives the same results as `NodeState::apply` on any record sequence.
+    #[test]
+    fn non_set_kinds_agree_with_node_state() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+
+        let name = prop_oneof![Just("a.x"), Just("a.y"), Just("a.z")].prop_map(var);
+        let value = prop_oneof![
+            Just(None),
+            Just(Some(Value::Int(1))),
+            Just(Some(Value::Str("s".into()))),
+            Just(Some(Value::Set(SetValue::new()))),
+        ];
+        let changes = |n| prop::collection::vec((name.clone(), Just(SetValue::new())), 0..n);
+        let record = (
+            prop::collection::vec((name.clone(), value), 0..3),
+            prop::collection::vec(name.clone(), 0..2),
+            changes(2),
+            changes(2),
+            prop::bool::weighted(0.1),
+        )
+            .prop_map(|(set, unset, add, remove, leave)| Record {
+                set,
+                unset,
+                add,
+                remove,
+                leave,
+                ..rec()
+            });
+        let mut runner = TestRunner::new(Config {
+            cases: 2000,
+            ..Config::default()
+        });
+        runner
+            .run(&prop::collection::vec(record, 0..12), |records| {
+                // Only a.x and a.y are tracked: a.z must then never be an add/remove target.
+                let records: Vec<Record> = records
+                    .into_iter()
+                    .map(|mut r| {
+                        r.add.retain(|(v, _)| v.as_str() != "a.z");
+                        r.remove.retain(|(v, _)| v.as_str() != "a.z");
+                        r
+                    })
+                    .collect();
+                let mut state = NodeState::new();
+                let mut kinds = NonSetKinds::default();
+                for r in &records {
+                    let want = state.apply(r);
+                    prop_assert_eq!(kinds.apply(r, |v| v != "a.z"), want);
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use log_server::{read_traces, MergedTrace, ReadOptions, Record, TraceInput};
 use rql_exec::{
-    catalog_of, catalog_of_columnar, replay_columnar, Columnar, ExecOptions, Format, OutputRecord,
+    catalog_of, catalog_of_columnar, replay_columnar, Columnar, Emitted, ExecOptions, Format,
     RecordWriter, Stats,
 };
 use rql_planner::{explain, plan_statement, Catalog, Plan};
@@ -181,9 +181,9 @@ pub fn run_replay(args: &ReplayArgs) -> ExitCode {
             plan.emit == rql_parser::Emit::Changes,
         );
         let mut write_error = None;
-        let result = replay_columnar(plan, &cols, opts, &mut |rec: OutputRecord| {
+        let result = replay_columnar(plan, &cols, opts, &mut |rec: Emitted<'_, '_>| {
             if write_error.is_none() {
-                if let Err(e) = writer.write(&rec) {
+                if let Err(e) = writer.write(&rec.record()) {
                     write_error = Some(e);
                 }
             }

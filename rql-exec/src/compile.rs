@@ -50,6 +50,38 @@ pub enum CExpr {
     EachNode(usize, Box<CExpr>),
 }
 
+impl CExpr {
+    /// Visit every node of the tree (parents first).
+    pub fn walk(&self, f: &mut dyn FnMut(&CExpr)) {
+        f(self);
+        match self {
+            CExpr::Const(_) | CExpr::Var { .. } | CExpr::NodeOf(_) | CExpr::Aggregate(_) => {}
+            CExpr::Neg(x) | CExpr::Not(x) | CExpr::IsNull(x, _) | CExpr::EachNode(_, x) => {
+                x.walk(f)
+            }
+            CExpr::Arith(_, a, b)
+            | CExpr::Cmp(_, a, b)
+            | CExpr::And(a, b)
+            | CExpr::Or(a, b)
+            | CExpr::InSet(a, b, _) => {
+                a.walk(f);
+                b.walk(f);
+            }
+            CExpr::InList(x, list, _) => {
+                x.walk(f);
+                for i in list {
+                    i.walk(f);
+                }
+            }
+            CExpr::Scalar(_, args) => {
+                for a in args {
+                    a.walk(f);
+                }
+            }
+        }
+    }
+}
+
 /// How names resolve against the trace.
 pub struct Names<'a> {
     pub var: &'a dyn Fn(&str) -> Option<VarIdx>,

@@ -123,6 +123,10 @@ struct Enumeration {
 }
 
 struct ExtremesOuter {
+    /// WHEN reads aggregates (their kinds change per cut); constants are checked once.
+    reads_aggregates: bool,
+    /// A string constant: numeric extremes never decide then.
+    string_constant: bool,
     when: CExpr,
     /// Per unit: index into `vars`, and whether the unit wants its variable's maximum.
     units: Vec<(usize, bool)>,
@@ -139,12 +143,40 @@ struct Run {
     cuts: u64,
 }
 
+enum What {
+    Cut { begin: bool, binding: Vec<NodeIdx> },
+    End(EndRecord),
+}
+
+/// A record the engine emits, built on demand from the engine's state at that moment: a
+/// consumer that only counts or filters pays nothing for the values.
+pub struct Emitted<'e, 'p> {
+    engine: &'e Engine<'p>,
+    hlc: Hlc,
+    what: What,
+}
+
+impl Emitted<'_, '_> {
+    pub fn record(&self) -> OutputRecord {
+        match &self.what {
+            What::Cut { begin, binding } => self.engine.cut_record(self.hlc, *begin, binding),
+            What::End(e) => OutputRecord::End(e.clone()),
+        }
+    }
+
+    pub fn hlc(&self) -> Hlc {
+        self.hlc
+    }
+}
+
 pub struct Engine<'p> {
     plan: &'p Plan,
     cols: &'p Columnar,
     max_bindings: u64,
     cut: CutState,
     referenced: Vec<bool>,
+    /// Per SELECT item: its variable's index (`None` if not a variable or never seen).
+    output_vars: Vec<Option<VarIdx>>,
     aggs: Vec<Agg>,
     agg_values: Vec<Val>,
     groups: Vec<Option<NodeTruth>>,
@@ -267,7 +299,15 @@ impl<'p> Engine<'p> {
                         *slot = (i, max);
                     }
                 }
+                let (mut reads_aggregates, mut string_constant) = (false, false);
+                w.walk(&mut |e| match e {
+                    CExpr::Aggregate(_) => reads_aggregates = true,
+                    CExpr::Const(Some(Value::Str(_))) => string_constant = true,
+                    _ => {}
+                });
                 Outer::Extremes(ExtremesOuter {
+                    reads_aggregates,
+                    string_constant,
                     fallback: enumeration(w.clone()),
                     when: w,
                     units,
@@ -276,12 +316,21 @@ impl<'p> Engine<'p> {
             }
             (OuterMethod::Enumerate, Some(w)) => Outer::Enumerate(enumeration(w)),
         };
+        let output_vars = plan
+            .outputs
+            .iter()
+            .map(|o| match o {
+                OutputItem::Variable { var, .. } => vars.get(&var.name()),
+                _ => None,
+            })
+            .collect();
         Engine {
             plan,
             cols,
             max_bindings: opts.max_bindings,
             cut,
             referenced,
+            output_vars,
             agg_values: vec![None; aggs.len()],
             aggs,
             group_values: vec![None; plan.groups.len()],
@@ -307,7 +356,7 @@ impl<'p> Engine<'p> {
     pub fn step(
         &mut self,
         group: &HlcGroup,
-        emit: &mut dyn FnMut(OutputRecord),
+        emit: &mut dyn FnMut(Emitted<'_, 'p>),
     ) -> Result<Flow, ExecError> {
         if self.done {
             return Ok(Flow::Done);
@@ -404,7 +453,7 @@ impl<'p> Engine<'p> {
     pub fn snapshot(
         &mut self,
         at: Hlc,
-        emit: &mut dyn FnMut(OutputRecord),
+        emit: &mut dyn FnMut(Emitted<'_, 'p>),
     ) -> Result<Flow, ExecError> {
         self.seq = 1;
         self.stats.candidates += 1;
@@ -495,7 +544,7 @@ impl<'p> Engine<'p> {
     fn evaluate(
         &mut self,
         hlc: Hlc,
-        emit: &mut dyn FnMut(OutputRecord),
+        emit: &mut dyn FnMut(Emitted<'_, 'p>),
     ) -> Result<Flow, ExecError> {
         // LIMIT 0, or a limit already reached: nothing more may be emitted.
         if self.plan.limit.is_some_and(|l| self.stats.emitted >= l) {
@@ -504,11 +553,11 @@ impl<'p> Engine<'p> {
         }
         let seq = self.seq;
         let decision = self.decide(seq, hlc)?;
-        let record = match (self.plan.emit, decision, &mut self.run) {
-            (Emit::Cuts, Some(b), _) => {
-                let b = self.witness(b, seq, hlc)?;
-                Some(self.cut_record(hlc, false, &b))
-            }
+        let what = match (self.plan.emit, decision, &mut self.run) {
+            (Emit::Cuts, Some(b), _) => Some(What::Cut {
+                begin: false,
+                binding: self.witness(b, seq, hlc)?,
+            }),
             (Emit::Changes, Some(_), Some(run)) => {
                 run.cuts += 1;
                 None
@@ -518,11 +567,13 @@ impl<'p> Engine<'p> {
                     begin: hlc,
                     cuts: 1,
                 });
-                let b = self.witness(b, seq, hlc)?;
-                Some(self.cut_record(hlc, true, &b))
+                Some(What::Cut {
+                    begin: true,
+                    binding: self.witness(b, seq, hlc)?,
+                })
             }
             (Emit::Changes, None, Some(_)) => self.run.take().map(|run| {
-                OutputRecord::End(EndRecord {
+                What::End(EndRecord {
                     seq,
                     hlc,
                     duration_ms: hlc.physical().saturating_sub(run.begin.physical()),
@@ -533,8 +584,12 @@ impl<'p> Engine<'p> {
             }),
             (_, None, _) => None,
         };
-        if let Some(r) = record {
-            emit(r);
+        if let Some(what) = what {
+            emit(Emitted {
+                engine: self,
+                hlc,
+                what,
+            });
             self.stats.emitted += 1;
             if self.plan.limit.is_some_and(|l| self.stats.emitted >= l) {
                 self.done = true;
@@ -554,15 +609,12 @@ impl<'p> Engine<'p> {
                 values.push((name, v));
             }
         };
-        for item in &self.plan.outputs {
+        for (i, item) in self.plan.outputs.iter().enumerate() {
             match item {
                 OutputItem::Variable {
-                    name,
-                    var,
-                    path,
-                    node,
+                    name, path, node, ..
                 } => {
-                    let v = vars.get(&var.name());
+                    let v = self.output_vars[i];
                     let read = |n: NodeIdx| -> Val {
                         let mut x = self.cut.value(n, v?)?;
                         for f in path {
@@ -840,12 +892,17 @@ fn extremes_decide(x: &ExtremesOuter, base: &Env<'_>, w: &mut Warnings) -> Optio
     if x.vars.iter().any(|v| v.strings > 0) {
         return None;
     }
-    let mut has_string = false;
-    constants(&x.when, base, &mut |v| {
-        has_string |= matches!(v, Some(Value::Str(_)))
-    });
-    if has_string {
+    if x.string_constant {
         return None;
+    }
+    if x.reads_aggregates {
+        let mut has_string = false;
+        constants(&x.when, base, &mut |v| {
+            has_string |= matches!(v, Some(Value::Str(_)))
+        });
+        if has_string {
+            return None;
+        }
     }
     let mut binding = Vec::with_capacity(x.units.len());
     for &(var, max) in &x.units {

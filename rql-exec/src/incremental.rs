@@ -10,15 +10,98 @@
 //! query's variables on it changed; each keeps the node's previous contribution so it can be
 //! taken back exactly.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use log_server::{Value, ValueKey};
+
 use rql_planner::exact_sum::ExactSum;
 use rql_planner::ops::{AggFn, Val, WarningKind, Warnings};
 
 use crate::columnar::{NodeIdx, VarIdx};
 use crate::compile::{eval, holds, CExpr, Env};
 use crate::state::CutState;
+
+/// A cheap exact order over numbers (ints and floats together) and strings, for the ordered
+/// multisets: a number is its nearest f64 plus the int's exact distance from it, so comparing
+/// is one float comparison and rarely an integer one, never a slow cross-kind path. Numbers
+/// sort before strings; equal numbers (1 and 1.0) have equal keys.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum OrdKey {
+    Num(F64Ord, i64),
+    Str(String),
+}
+
+/// An f64 with a total order; -0.0 is stored as 0.0, and NaN never occurs (values are finite).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct F64Ord(f64);
+
+impl Eq for F64Ord {}
+
+impl PartialOrd for F64Ord {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for F64Ord {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl OrdKey {
+    /// `None` for values that are neither numbers nor strings.
+    fn of(v: &Value) -> Option<OrdKey> {
+        Some(match v {
+            // Exactly representable: no residual (the common case, no wide arithmetic).
+            Value::Int(i) if i.unsigned_abs() <= 1 << 53 => OrdKey::Num(F64Ord(*i as f64 + 0.0), 0),
+            Value::Int(i) => {
+                let r = *i as f64;
+                // |i - r| is at most half an ulp of r, far below 2^63.
+                let residual = (*i as i128 - r as i128) as i64;
+                OrdKey::Num(F64Ord(r), residual)
+            }
+            Value::Float(f) => OrdKey::Num(F64Ord(f + 0.0), 0),
+            Value::Str(s) => OrdKey::Str(s.clone()),
+            _ => return None,
+        })
+    }
+}
+
+/// Nodes by value: each distinct value once, with the nodes holding it. Traces repeat values
+/// a lot (versions, small counters), so the tree stays small and a step that moves one node
+/// between two existing values does no tree work at all.
+#[derive(Default)]
+struct ValueIndex {
+    map: BTreeMap<OrdKey, Vec<NodeIdx>>,
+}
+
+impl ValueIndex {
+    fn insert(&mut self, k: OrdKey, n: NodeIdx) {
+        self.map.entry(k).or_default().push(n);
+    }
+
+    fn remove(&mut self, k: &OrdKey, n: NodeIdx) {
+        if let Some(nodes) = self.map.get_mut(k) {
+            if let Some(i) = nodes.iter().position(|&m| m == n) {
+                nodes.swap_remove(i);
+            }
+            if nodes.is_empty() {
+                self.map.remove(k);
+            }
+        }
+    }
+
+    /// The first node (by id) holding the smallest or largest value.
+    fn extreme(&self, max: bool) -> Option<NodeIdx> {
+        let (_, nodes) = if max {
+            self.map.last_key_value()
+        } else {
+            self.map.first_key_value()
+        }?;
+        nodes.iter().copied().min()
+    }
+}
 
 fn local_env(cut: &CutState, n: NodeIdx) -> Env<'_> {
     Env {
@@ -46,7 +129,7 @@ pub struct AggState {
     numbers: u64,
     non_numeric: u64,
     // MIN/MAX: numbers and strings in one order (numbers sort before strings), ties by node.
-    ordered: BTreeSet<(ValueKey, NodeIdx)>,
+    ordered: ValueIndex,
     strings: u64,
     // COUNT_DISTINCT
     distinct: HashMap<ValueKey, u32>,
@@ -64,21 +147,31 @@ impl AggState {
             floats: 0,
             numbers: 0,
             non_numeric: 0,
-            ordered: BTreeSet::new(),
+            ordered: ValueIndex::default(),
             strings: 0,
             distinct: HashMap::new(),
         }
     }
 
     pub fn update(&mut self, cut: &CutState, n: NodeIdx, w: &mut Warnings) {
+        let new = cut.in_p(n).then(|| match &self.arg {
+            Some(arg) => eval(arg, &local_env(cut, n), w),
+            None => None,
+        });
+        let old = &self.input[n as usize];
+        // Unchanged input (another variable of the node changed): nothing to redo.
+        let unchanged = match (&new, old) {
+            (Some(Some(a)), Some(Some(b))) => same_value(a, b),
+            (Some(None), Some(None)) | (None, None) => true,
+            _ => false,
+        };
+        if unchanged {
+            return;
+        }
         if let Some(old) = self.input[n as usize].take() {
             self.account(&old, n, false);
         }
-        if cut.in_p(n) {
-            let v = match &self.arg {
-                Some(arg) => eval(arg, &local_env(cut, n), w),
-                None => None,
-            };
+        if let Some(v) = new {
             self.account(&v, n, true);
             self.input[n as usize] = Some(v);
         }
@@ -122,11 +215,12 @@ impl AggState {
                         return;
                     }
                 }
-                let key = (ValueKey(v.clone()), n);
-                if add {
-                    self.ordered.insert(key);
-                } else {
-                    self.ordered.remove(&key);
+                if let Some(k) = OrdKey::of(v) {
+                    if add {
+                        self.ordered.insert(k, n);
+                    } else {
+                        self.ordered.remove(&k, n);
+                    }
                 }
             }
             AggFn::CountDistinct => {
@@ -174,16 +268,22 @@ impl AggState {
                     w.add(WarningKind::InvalidAggregateInput);
                     return None;
                 }
-                let pick = if self.func == AggFn::Min {
-                    self.ordered.first()
-                } else {
-                    // The largest value; among equal values the first node by id.
-                    let (top, _) = self.ordered.last()?;
-                    self.ordered.range((top.clone(), 0)..).next()
-                };
-                pick.map(|(k, _)| k.0.clone())
+                // Among equal values the first node by id wins, and keeps its kind (1 vs 1.0).
+                let n = self.ordered.extreme(self.func == AggFn::Max)?;
+                self.input[n as usize].clone().flatten()
             }
         }
+    }
+}
+
+/// Identical values, kind included (1 and 1.0 differ: MIN/MAX keep the kind).
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits(),
+        (Value::Str(x), Value::Str(y)) => x == y,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        _ => false,
     }
 }
 
@@ -237,7 +337,7 @@ pub struct Extremes {
     pub var: Option<VarIdx>,
     pub path: Vec<String>,
     input: Vec<Option<Value>>,
-    ordered: BTreeSet<(ValueKey, NodeIdx)>,
+    ordered: ValueIndex,
     pub ints: u64,
     pub floats: u64,
     /// Nodes where the variable holds a string: strings also compare (by bytes), so while
@@ -252,7 +352,7 @@ impl Extremes {
             var,
             path,
             input: vec![None; nodes],
-            ordered: BTreeSet::new(),
+            ordered: ValueIndex::default(),
             ints: 0,
             floats: 0,
             strings: 0,
@@ -277,6 +377,12 @@ impl Extremes {
 
     pub fn update(&mut self, cut: &CutState, n: NodeIdx) {
         let read = self.read(cut, n);
+        // A step usually changes one variable of the node: leave the others' entries alone.
+        if let (Some(new), Some(old)) = (read, &self.input[n as usize]) {
+            if same_value(new, old) {
+                return;
+            }
+        }
         let is_string = matches!(read, Some(Value::Str(_)));
         if is_string != self.string_at[n as usize] {
             self.string_at[n as usize] = is_string;
@@ -291,11 +397,15 @@ impl Extremes {
             .cloned();
         if let Some(old) = self.input[n as usize].take() {
             self.count(&old, false);
-            self.ordered.remove(&(ValueKey(old), n));
+            if let Some(k) = OrdKey::of(&old) {
+                self.ordered.remove(&k, n);
+            }
         }
         if let Some(v) = now {
             self.count(&v, true);
-            self.ordered.insert((ValueKey(v.clone()), n));
+            if let Some(k) = OrdKey::of(&v) {
+                self.ordered.insert(k, n);
+            }
             self.input[n as usize] = Some(v);
         }
     }
@@ -315,15 +425,57 @@ impl Extremes {
 
     /// A node holding the smallest (or largest) value.
     pub fn extreme(&self, max: bool) -> Option<(NodeIdx, &Value)> {
-        let e = if max {
-            self.ordered.last()
-        } else {
-            self.ordered.first()
-        };
-        e.map(|(k, n)| (*n, &k.0))
+        let n = self.ordered.extreme(max)?;
+        self.input[n as usize].as_ref().map(|v| (n, v))
     }
 
     pub fn has(&self, n: NodeIdx) -> bool {
         self.input[n as usize].is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn num() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            any::<i64>().prop_map(Value::Int),
+            (-(1i64 << 60)..(1i64 << 60)).prop_map(Value::Int),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::Float),
+            (-(1i64 << 60)..(1i64 << 60)).prop_map(|i| Value::Float(i as f64)),
+        ]
+    }
+
+    #[test]
+    fn ord_key_orders_ints_and_floats_exactly() {
+        let big = 9_007_199_254_740_993i64; // 2^53 + 1, not a float
+        let cases = [
+            (Value::Int(big), Value::Float(9_007_199_254_740_992.0)),
+            (Value::Int(1), Value::Float(1.0)),
+            (Value::Float(-0.0), Value::Int(0)),
+            (Value::Int(i64::MAX), Value::Float(i64::MAX as f64)),
+            (Value::Int(i64::MIN), Value::Float(i64::MIN as f64)),
+        ];
+        for (a, b) in cases {
+            let want = log_server::value::cmp_numbers(&a, &b);
+            assert_eq!(
+                OrdKey::of(&a).cmp(&OrdKey::of(&b)),
+                want.unwrap(),
+                "{a:?} {b:?}"
+            );
+        }
+        assert!(OrdKey::of(&Value::Int(i64::MAX)) < OrdKey::of(&Value::Str(String::new())));
+    }
+
+    proptest! {
+        #[test]
+        fn ord_key_agrees_with_exact_number_order(a in num(), b in num()) {
+            let want = log_server::value::cmp_numbers(&a, &b).unwrap();
+            prop_assert_eq!(OrdKey::of(&a).cmp(&OrdKey::of(&b)), want);
+        }
     }
 }

@@ -14,6 +14,6 @@ pub mod replay;
 pub mod state;
 
 pub use columnar::Columnar;
-pub use engine::{Engine, ExecError, ExecOptions, Flow, Stats, DEFAULT_MAX_BINDINGS};
+pub use engine::{Emitted, Engine, ExecError, ExecOptions, Flow, Stats, DEFAULT_MAX_BINDINGS};
 pub use output::{Format, OutputRecord, RecordWriter};
 pub use replay::{catalog_of, catalog_of_columnar, replay, replay_columnar};

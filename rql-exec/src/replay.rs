@@ -7,7 +7,7 @@ use log_server::Record;
 use rql_planner::{Catalog, Plan, TimeSpec};
 
 use crate::columnar::{Columnar, VarIdx};
-use crate::engine::{Engine, ExecError, ExecOptions, Flow, Stats};
+use crate::engine::{Emitted, Engine, ExecError, ExecOptions, Flow, Stats};
 use crate::output::OutputRecord;
 
 /// What the planner should know about a trace: its variables and what NOW means.
@@ -41,15 +41,18 @@ pub fn replay(
     emit: &mut dyn FnMut(OutputRecord),
 ) -> Result<Stats, ExecError> {
     let cols = Columnar::from_records(records);
-    replay_columnar(plan, &cols, opts, emit)
+    replay_columnar(plan, &cols, opts, &mut |e: Emitted<'_, '_>| {
+        emit(e.record())
+    })
 }
 
-/// [`replay`] over a trace already in columnar form (load once, query many times).
-pub fn replay_columnar(
-    plan: &Plan,
-    cols: &Columnar,
+/// [`replay`] over a trace already in columnar form (load once, query many times); records
+/// are built only if `emit` asks for them ([`Emitted::record`]).
+pub fn replay_columnar<'p>(
+    plan: &'p Plan,
+    cols: &'p Columnar,
     opts: ExecOptions,
-    emit: &mut dyn FnMut(OutputRecord),
+    emit: &mut dyn FnMut(Emitted<'_, 'p>),
 ) -> Result<Stats, ExecError> {
     let start = Instant::now();
     let mut engine = Engine::new(plan, cols, opts);
