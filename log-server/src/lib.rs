@@ -7,7 +7,12 @@ pub mod hlc;
 mod json;
 pub mod ndjson;
 pub mod record;
+#[cfg(feature = "server")]
+pub mod server;
+pub mod sorted;
 pub mod state;
+#[cfg(feature = "server")]
+pub mod store;
 pub mod synth;
 pub mod value;
 
@@ -17,5 +22,6 @@ pub use ndjson::{
     Origin, ReadOptions, Trace, TraceError, TraceErrorKind, TraceInput,
 };
 pub use record::{Record, VarName, VarNameError};
-pub use state::{ApplyError, NodeState};
+pub use sorted::SortedMerge;
+pub use state::{ApplyCheck, ApplyError, NodeState};
 pub use value::{NotScalar, SetValue, Value, ValueKey};

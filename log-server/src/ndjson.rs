@@ -23,6 +23,9 @@ pub enum TraceErrorKind {
     Record,
     /// The source itself failed (could not be opened or read): never skipped.
     Io,
+    /// A reader that needs its input in HLC order found it is not ([`crate::SortedMerge`]):
+    /// never skipped; sorting in memory reads such a trace.
+    Unsorted,
 }
 
 /// A trace error naming the line; `line {line}: {reason}`, or `{source}:{line}: {reason}` once
@@ -484,7 +487,7 @@ pub fn read_traces(
             .flat_map(|(_, rec)| rec.add.iter().chain(&rec.remove))
             .map(|(var, _)| var.as_str())
             .collect();
-        let mut states: HashMap<&str, NonSetKinds> = HashMap::new();
+        let mut states: HashMap<&str, NonSetKinds<&str>> = HashMap::new();
         for (i, (origin, rec)) in trace.records.iter().enumerate() {
             let state = states.entry(rec.node.as_str()).or_default();
             if let Err(e) = state.apply(rec, |var| targets.contains(var)) {

@@ -2,8 +2,10 @@
 //! Whether `add`/`remove` hit a non-set value depends on this state, so that rule is checked
 //! here rather than when a line is parsed.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::Hash;
 
 use crate::record::{Record, VarName};
 use crate::value::{SetValue, Value};
@@ -120,24 +122,82 @@ impl NodeState {
     }
 }
 
+/// Checks records one at a time, in HLC order, for what [`NodeState::apply`] would reject
+/// (`add`/`remove` on a non-set value), keeping only the kinds of non-set variables: the
+/// validating pass of a streaming replay, which must not keep the trace.
+#[derive(Debug, Default)]
+pub struct ApplyCheck {
+    nodes: HashMap<String, NonSetKinds<String>>,
+}
+
+impl ApplyCheck {
+    /// The error `NodeState::apply` would give for `rec`; on error nothing changes.
+    pub fn check(&mut self, rec: &Record) -> Result<(), ApplyError> {
+        let kinds = match self.nodes.get_mut(rec.node.as_str()) {
+            Some(k) => k,
+            None => self.nodes.entry(rec.node.clone()).or_default(),
+        };
+        kinds.apply(rec, |_| true)
+    }
+}
+
 /// The part of a node's state that decides `add`/`remove` errors, and nothing more: the kind
 /// of every (tracked) variable holding a non-set value. An absent variable and a set are both
 /// fine targets, so they need no entry. Replaying a trace's records through this gives exactly
 /// the results of [`NodeState::apply`] without cloning any value.
-#[derive(Debug, Default)]
-pub(crate) struct NonSetKinds<'a> {
-    kinds: HashMap<&'a str, &'static str>,
+///
+/// `K` is the key: `&str` borrowed from the records (a trace in memory) or `String` (the log
+/// server, which keeps the kinds of every node while its records come and go).
+#[derive(Debug)]
+pub(crate) struct NonSetKinds<K> {
+    kinds: HashMap<K, &'static str>,
 }
 
-impl<'a> NonSetKinds<'a> {
+impl<K> Default for NonSetKinds<K> {
+    fn default() -> Self {
+        NonSetKinds {
+            kinds: HashMap::new(),
+        }
+    }
+}
+
+/// How to undo one change [`NonSetKinds::apply_journaled`] made.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+pub(crate) enum KindUndo<K> {
+    /// The variable's kind before (`None`: no entry).
+    Entry(K, Option<&'static str>),
+    /// Every entry before a `leave` cleared them.
+    All(HashMap<K, &'static str>),
+}
+
+impl<K: Borrow<str> + Eq + Hash> NonSetKinds<K> {
     /// What `NodeState::apply` would return for `rec`, updating the kinds as it would update
     /// the state (nothing on error). `tracked` must hold for every variable that is ever an
     /// `add`/`remove` target; the kinds of other variables are never asked for, so not kept.
-    pub(crate) fn apply(
+    pub(crate) fn apply<'r>(
         &mut self,
-        rec: &'a Record,
+        rec: &'r Record,
         tracked: impl Fn(&str) -> bool,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<(), ApplyError>
+    where
+        K: From<&'r str>,
+    {
+        self.apply_journaled(rec, tracked, None)
+    }
+
+    /// [`NonSetKinds::apply`], pushing onto `journal` (if given) what [`NonSetKinds::undo`]
+    /// needs to take the changes back. Only real changes are journaled, so a record that
+    /// leaves every kind as it was costs nothing to undo.
+    pub(crate) fn apply_journaled<'r>(
+        &mut self,
+        rec: &'r Record,
+        tracked: impl Fn(&str) -> bool,
+        mut journal: Option<&mut Vec<KindUndo<K>>>,
+    ) -> Result<(), ApplyError>
+    where
+        K: From<&'r str>,
+    {
         for (op, changes) in [("remove", &rec.remove), ("add", &rec.add)] {
             for (var, _) in changes {
                 if let Some(found) = self.kind_after_assignments(rec, var) {
@@ -152,27 +212,72 @@ impl<'a> NonSetKinds<'a> {
         let assigned = rec.unset.iter().chain(rec.set.iter().map(|(var, _)| var));
         if !self.kinds.is_empty() || assigned.clone().any(|var| tracked(var.as_str())) {
             for var in &rec.unset {
-                self.kinds.remove(var.as_str());
+                self.put(var.as_str(), None, journal.as_deref_mut());
             }
             for (var, value) in &rec.set {
-                match value {
+                let kind = match value {
                     Some(v) if !matches!(v, Value::Set(_)) && tracked(var.as_str()) => {
-                        self.kinds.insert(var.as_str(), v.kind_name());
+                        Some(v.kind_name())
                     }
-                    _ => {
-                        self.kinds.remove(var.as_str());
-                    }
-                }
+                    _ => None,
+                };
+                self.put(var.as_str(), kind, journal.as_deref_mut());
             }
         }
         // `remove`/`add` leave a set behind (checked above to be allowed).
         for (var, _) in rec.remove.iter().chain(&rec.add) {
-            self.kinds.remove(var.as_str());
+            self.put(var.as_str(), None, journal.as_deref_mut());
         }
-        if rec.leave {
-            self.kinds.clear();
+        if rec.leave && !self.kinds.is_empty() {
+            let before = std::mem::take(&mut self.kinds);
+            if let Some(journal) = journal {
+                journal.push(KindUndo::All(before));
+            }
         }
         Ok(())
+    }
+
+    /// Takes back the changes journaled since `journal` was empty, newest first.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn undo(&mut self, journal: impl DoubleEndedIterator<Item = KindUndo<K>>) {
+        for change in journal.rev() {
+            match change {
+                KindUndo::Entry(var, Some(kind)) => {
+                    self.kinds.insert(var, kind);
+                }
+                KindUndo::Entry(var, None) => {
+                    self.kinds.remove(var.borrow());
+                }
+                KindUndo::All(kinds) => self.kinds = kinds,
+            }
+        }
+    }
+
+    /// Sets `var`'s entry to `kind` (`None`: no entry).
+    fn put<'r>(
+        &mut self,
+        var: &'r str,
+        kind: Option<&'static str>,
+        journal: Option<&mut Vec<KindUndo<K>>>,
+    ) where
+        K: From<&'r str>,
+    {
+        let before = self.kinds.get(var).copied();
+        if before == kind {
+            return;
+        }
+        if let Some(journal) = journal {
+            journal.push(KindUndo::Entry(K::from(var), before));
+        }
+        match (kind, self.kinds.get_mut(var)) {
+            (Some(kind), Some(slot)) => *slot = kind,
+            (Some(kind), None) => {
+                self.kinds.insert(K::from(var), kind);
+            }
+            (None, _) => {
+                self.kinds.remove(var);
+            }
+        }
     }
 
     /// The kind of `var` after the record's `unset` and `set`, if it is not a set (as
@@ -361,7 +466,12 @@ mod tests {
         assert!(st.vars.is_empty());
     }
 
-    /// `NonSetKinds` gives the same results as `NodeState::apply` on any record sequence.
+    fn sorted(kinds: &HashMap<String, &'static str>) -> BTreeMap<String, &'static str> {
+        kinds.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// `NonSetKinds` gives the same results as `NodeState::apply` on any record sequence, and
+    /// its journal undoes exactly what a record changed.
     #[test]
     fn non_set_kinds_agree_with_node_state() {
         use proptest::prelude::*;
@@ -406,10 +516,19 @@ mod tests {
                     })
                     .collect();
                 let mut state = NodeState::new();
-                let mut kinds = NonSetKinds::default();
+                let mut kinds = NonSetKinds::<&str>::default();
+                let mut owned = NonSetKinds::<String>::default();
                 for r in &records {
                     let want = state.apply(r);
-                    prop_assert_eq!(kinds.apply(r, |v| v != "a.z"), want);
+                    prop_assert_eq!(kinds.apply(r, |v| v != "a.z"), want.clone());
+                    // Applying and undoing changes nothing; applying again agrees.
+                    let before = format!("{:?}", sorted(&owned.kinds));
+                    let mut journal = Vec::new();
+                    let got = owned.apply_journaled(r, |v| v != "a.z", Some(&mut journal));
+                    prop_assert_eq!(&got, &want);
+                    owned.undo(journal.into_iter());
+                    prop_assert_eq!(format!("{:?}", sorted(&owned.kinds)), before);
+                    prop_assert_eq!(owned.apply(r, |v| v != "a.z"), want);
                 }
                 Ok(())
             })

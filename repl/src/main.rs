@@ -5,6 +5,8 @@ mod check;
 mod gen;
 mod query;
 mod replay;
+mod serve;
+mod stream;
 
 use std::process::ExitCode;
 
@@ -43,6 +45,11 @@ enum Command {
     /// One record per node sets its variables, then each of --steps records changes one node;
     /// the same arguments (and --seed) always give the same bytes.
     Gen(gen::GenArgs),
+    /// Run the log server: durable HLC-ordered ingest over HTTP, subscriptions, status, metrics.
+    ///
+    /// Prints `listening on http://ADDR (data: DIR)` once ready; stops on SIGINT/SIGTERM after
+    /// finishing requests in flight. Exit status: 0 after a clean stop, 1 if it cannot start.
+    Serve(Box<serve::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -52,5 +59,6 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run_replay(&args),
         Command::Explain(args) => replay::run_explain(&args),
         Command::Gen(args) => gen::run(&args),
+        Command::Serve(args) => serve::run(&args),
     }
 }

@@ -13,6 +13,7 @@ use rql_exec::{
 use rql_planner::{explain, plan_statement, Catalog, Plan};
 
 use crate::query::{LoadedQuery, QuerySource, EXIT_FAILURE, EXIT_QUERY_ERROR};
+use crate::stream;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
@@ -43,7 +44,15 @@ pub struct ReplayArgs {
     /// Most outer bindings enumerated for one cut before the query stops with an error.
     #[arg(long, value_name = "N", default_value_t = rql_exec::DEFAULT_MAX_BINDINGS)]
     pub max_bindings: u64,
+    /// Stream inputs that are already in HLC order: memory proportional to the cut state,
+    /// not the trace (the files are read twice: to validate, then to evaluate). Automatic for
+    /// files totalling at least 256 MiB; an unsorted input is then sorted in memory instead.
+    #[arg(long)]
+    pub stream: bool,
 }
+
+/// Inputs at least this large (all files) are streamed when they turn out to be sorted.
+const AUTO_STREAM_BYTES: u64 = 256 << 20;
 
 #[derive(Args, Debug)]
 pub struct ExplainArgs {
@@ -86,7 +95,7 @@ fn read_inputs(paths: &[String], skip_bad: bool) -> Result<MergedTrace, String> 
 
 /// Plan every statement before running any, so a bad third query does not leave the output
 /// of the first two looking complete.
-fn plan_all(q: &LoadedQuery, catalog: &Catalog) -> Result<Vec<Plan>, ExitCode> {
+pub(crate) fn plan_all(q: &LoadedQuery, catalog: &Catalog) -> Result<Vec<Plan>, ExitCode> {
     let statements = q.parse().map_err(|diags| {
         q.print_diagnostics(&diags);
         ExitCode::from(EXIT_QUERY_ERROR)
@@ -130,6 +139,26 @@ pub fn run_replay(args: &ReplayArgs) -> ExitCode {
         eprintln!("error: standard input cannot hold both the trace and the query");
         return ExitCode::from(EXIT_FAILURE);
     }
+    let stdin = args.traces.iter().any(|t| t == "-");
+    if args.stream && stdin {
+        eprintln!(
+            "error: --stream reads the inputs twice, so it needs files, not standard input\n\
+             hint: save the trace to a file, or drop --stream to read it in memory"
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    let total_bytes: u64 = args
+        .traces
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .sum();
+    if args.stream || (!stdin && total_bytes >= AUTO_STREAM_BYTES) {
+        match stream::run(args, &q) {
+            stream::Outcome::Done(code) => return code,
+            // Not in HLC order (auto mode only): sort in memory below.
+            stream::Outcome::Unsorted => {}
+        }
+    }
     let trace = match read_inputs(&args.traces, args.skip_bad) {
         Ok(t) => t,
         Err(e) => {
@@ -156,64 +185,97 @@ pub fn run_replay(args: &ReplayArgs) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let format = match args.format {
-        Some(FormatArg::Json) => Format::Json,
-        Some(FormatArg::Csv) => Format::Csv,
-        Some(FormatArg::Table) => Format::Table,
-        None if std::io::stdout().is_terminal() => Format::Table,
-        None => Format::Json,
-    };
+    let format = output_format(args.format);
     let opts = ExecOptions {
         max_bindings: args.max_bindings,
     };
-    let stdout = std::io::stdout();
     for plan in &plans {
-        if plan.explain {
-            let mut out = stdout.lock();
-            if write!(out, "{}", explain(plan, args.max_bindings)).is_err() {
-                return ExitCode::SUCCESS;
-            }
-            continue;
-        }
-        let mut writer = RecordWriter::new(
-            format,
-            std::io::BufWriter::new(stdout.lock()),
-            plan.emit == rql_parser::Emit::Changes,
-        );
-        let mut write_error = None;
-        let result = replay_columnar(plan, &cols, opts, &mut |rec: Emitted<'_, '_>| {
-            if write_error.is_none() {
-                if let Err(e) = writer.write(&rec.record()) {
-                    write_error = Some(e);
-                }
-            }
+        let result = run_plan(plan, format, args, records_count, |emit| {
+            replay_columnar(plan, &cols, opts, emit)
+                .map(|mut stats| {
+                    stats.skipped_records = trace.skipped as u64;
+                    stats
+                })
+                .map_err(|e| e.to_string())
         });
-        let finished = writer.finish();
-        if let Some(e) = write_error.or(finished.err()) {
-            // A closed pipe (`| head`) is the reader saying it has enough.
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return ExitCode::SUCCESS;
-            }
-            eprintln!("error: cannot write output: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-        match result {
-            Ok(mut stats) => {
-                stats.skipped_records = trace.skipped as u64;
-                report(&stats, args.stats, records_count);
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_FAILURE);
-            }
+        if let Err(code) = result {
+            return code;
         }
     }
     ExitCode::SUCCESS
 }
 
+/// Runs one planned statement: EXPLAIN prints the plan; a query's records go to stdout as
+/// `run` emits them, then its statistics to stderr. `Err` is the exit code to stop with.
+pub(crate) fn run_plan<'p>(
+    plan: &'p Plan,
+    format: Format,
+    args: &ReplayArgs,
+    records: usize,
+    run: impl FnOnce(&mut dyn FnMut(Emitted<'_, 'p>)) -> Result<Stats, String>,
+) -> Result<(), ExitCode> {
+    let stdout = std::io::stdout();
+    if plan.explain {
+        let mut out = stdout.lock();
+        // A closed pipe is the reader saying it has enough.
+        let _ = write!(out, "{}", explain(plan, args.max_bindings));
+        return Ok(());
+    }
+    let mut writer = RecordWriter::new(
+        format,
+        std::io::BufWriter::new(stdout.lock()),
+        plan.emit == rql_parser::Emit::Changes,
+    );
+    let mut write_error = None;
+    let mut output = std::time::Duration::ZERO;
+    let result = run(&mut |rec: Emitted<'_, '_>| {
+        let start = std::time::Instant::now();
+        if write_error.is_none() {
+            if let Err(e) = writer.write(&rec.record()) {
+                write_error = Some(e);
+            }
+        }
+        output += start.elapsed();
+    });
+    let result = result.map(|mut stats| {
+        stats.output = output.min(stats.elapsed);
+        stats
+    });
+    let finished = writer.finish();
+    if let Some(e) = write_error.or(finished.err()) {
+        // A closed pipe (`| head`) is the reader saying it has enough.
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return Err(ExitCode::SUCCESS);
+        }
+        eprintln!("error: cannot write output: {e}");
+        return Err(ExitCode::from(EXIT_FAILURE));
+    }
+    match result {
+        Ok(stats) => {
+            report(&stats, args.stats, records);
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(EXIT_FAILURE))
+        }
+    }
+}
+
+/// The output format asked for, or the default for where stdout goes.
+pub(crate) fn output_format(arg: Option<FormatArg>) -> Format {
+    match arg {
+        Some(FormatArg::Json) => Format::Json,
+        Some(FormatArg::Csv) => Format::Csv,
+        Some(FormatArg::Table) => Format::Table,
+        None if std::io::stdout().is_terminal() => Format::Table,
+        None => Format::Json,
+    }
+}
+
 /// Statistics go to stderr, never stdout. Without `--stats` only what needs attention
 /// (warnings, skipped records) is reported.
-fn report(stats: &Stats, full: bool, records: usize) {
+pub(crate) fn report(stats: &Stats, full: bool, records: usize) {
     let warnings: Vec<String> = stats
         .warnings
         .iter()
@@ -239,6 +301,18 @@ fn report(stats: &Stats, full: bool, records: usize) {
             secs * 1000.0,
             rate(stats.candidates as f64),
             rate(records as f64)
+        );
+        let output = stats.output.as_secs_f64();
+        let evaluation = secs - output;
+        eprintln!(
+            "stats: evaluation {:.3} ms ({:.0} cuts/s), writing output {:.3} ms",
+            evaluation * 1000.0,
+            if evaluation > 0.0 {
+                stats.candidates as f64 / evaluation
+            } else {
+                0.0
+            },
+            output * 1000.0
         );
     } else if !warnings.is_empty() {
         eprintln!(

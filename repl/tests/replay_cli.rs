@@ -328,3 +328,145 @@ fn explain_shows_placeholders_groups_and_strategies() {
     assert!(out.status.success());
     assert!(text(&out.stdout).contains("link groups:"));
 }
+
+/// `--stream` (sorted inputs, memory ∝ cut state) prints exactly what the in-memory replay
+/// prints, for one file and for the trace split into one file per node; with `--stats` both
+/// count the same records and cuts.
+#[test]
+fn streaming_prints_what_the_in_memory_replay_prints() {
+    let dir = temp_dir("stream");
+    let whole = std::fs::read_to_string(seed_trace()).unwrap();
+    let mut per_node: std::collections::BTreeMap<String, String> = Default::default();
+    let mut sorted: Vec<(u64, u64, usize, &str)> = Vec::new();
+    for (i, line) in whole.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let hlc = &v["hlc"];
+        sorted.push((hlc[0].as_u64().unwrap(), hlc[1].as_u64().unwrap(), i, line));
+    }
+    sorted.sort();
+    for (_, _, _, line) in &sorted {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let node = v["node"].as_str().unwrap().to_string();
+        per_node
+            .entry(node)
+            .or_default()
+            .push_str(&format!("{line}\n"));
+    }
+    let mut files = Vec::new();
+    for (node, text) in &per_node {
+        let path = dir.join(format!("{node}.ndjson"));
+        std::fs::write(&path, text).unwrap();
+        files.push(path.display().to_string());
+    }
+    let in_memory = rql(
+        &["replay", &seed_trace(), "-e", SEED_Q1, "--format", "json"],
+        None,
+    );
+    assert!(in_memory.status.success());
+    let mut args = vec!["replay", "--stream"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(["-e", SEED_Q1, "--format", "json", "--stats"]);
+    let streamed = rql(&args, None);
+    assert!(streamed.status.success(), "{}", text(&streamed.stderr));
+    assert_eq!(text(&streamed.stdout), text(&in_memory.stdout));
+    assert_eq!(text(&streamed.stdout), expected_seed_q1());
+    let err = text(&streamed.stderr);
+    assert!(err.contains("stats: evaluation"), "{err}");
+}
+
+#[test]
+fn streaming_refuses_stdin_and_unsorted_input_with_a_hint() {
+    let out = rql(&["replay", "--stream", "-", "-e", SEED_Q1], Some(""));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("needs files"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+
+    let dir = temp_dir("unsorted");
+    let path = dir.join("t.ndjson");
+    std::fs::write(
+        &path,
+        "{\"node\":\"n1\",\"hlc\":[5,0],\"set\":{\"inv.a\":1}}\n{\"node\":\"n1\",\"hlc\":[2,0],\"set\":{\"inv.a\":2}}\n",
+    )
+    .unwrap();
+    let p = path.display().to_string();
+    let out = rql(
+        &["replay", "--stream", &p, "-e", "SELECT inv.a FROM inv"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains(":2: not in HLC order"), "{err}");
+    assert!(err.contains("without --stream"), "{err}");
+    assert!(out.stdout.is_empty());
+    // Without --stream the same file is sorted in memory.
+    let out = rql(
+        &[
+            "replay",
+            &p,
+            "-e",
+            "SELECT inv.a FROM inv",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout).lines().count(), 2);
+}
+
+/// A bad record stops a streaming replay before anything is printed (the first pass
+/// validates), and `--skip-bad` skips it in both passes.
+#[test]
+fn streaming_validates_before_printing() {
+    let dir = temp_dir("stream-bad");
+    let path = dir.join("t.ndjson");
+    std::fs::write(
+        &path,
+        "{\"node\":\"n1\",\"hlc\":[1,0],\"set\":{\"inv.a\":1}}\n\
+         {\"node\":\"n1\",\"hlc\":[2,0],\"set\":{\"inv.a\":2},\"oops\":1}\n\
+         {\"node\":\"n1\",\"hlc\":[3,0],\"add\":{\"inv.a\":[1]}}\n\
+         {\"node\":\"n1\",\"hlc\":[4,0],\"set\":{\"inv.a\":4}}\n",
+    )
+    .unwrap();
+    let p = path.display().to_string();
+    let q = "SELECT inv.a FROM inv";
+    let out = rql(&["replay", "--stream", &p, "-e", q], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(
+        text(&out.stderr).contains("t.ndjson:2:"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = rql(
+        &[
+            "replay",
+            "--stream",
+            &p,
+            "-e",
+            q,
+            "--skip-bad",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[1].contains("\"n1\":4"), "{lines:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("t.ndjson:2:") && err.contains("t.ndjson:3:"),
+        "{err}"
+    );
+    let in_memory = rql(
+        &["replay", &p, "-e", q, "--skip-bad", "--format", "json"],
+        None,
+    );
+    assert_eq!(text(&in_memory.stdout), text(&out.stdout));
+}

@@ -40,7 +40,7 @@ fn bench_query(c: &mut Criterion, name: &str, query: &str, scenario: Scenario, n
         let stmt = rql_parser::parse_single(query).expect("benchmark query parses");
         let plan = plan_statement(&stmt, query, &catalog_of_columnar(&cols))
             .expect("benchmark query plans");
-        group.throughput(Throughput::Elements(cols.groups.len() as u64));
+        group.throughput(Throughput::Elements(cols.steps.groups.len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &cols, |b, cols| {
             b.iter(|| {
                 let mut emitted = 0u64;

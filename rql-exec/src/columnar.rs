@@ -5,7 +5,7 @@
 //! Node ids are interned in byte order, so comparing node indices compares node ids: the
 //! order of every node map in the output, of P(t) and of witnesses.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use log_server::{Hlc, Record, SetValue, Value, VarName};
 
@@ -52,7 +52,7 @@ pub struct HlcGroup {
 #[derive(Clone, Debug, Default)]
 pub struct VarTable {
     names: Vec<VarName>,
-    index: HashMap<String, VarIdx>,
+    index: FxHashMap<String, VarIdx>,
 }
 
 impl VarTable {
@@ -83,81 +83,161 @@ impl VarTable {
     }
 }
 
+/// The names a trace uses, fixed before replay: what the engine's dense state is indexed by.
 #[derive(Clone, Debug, Default)]
-pub struct Columnar {
+pub struct Names {
     /// Node ids, sorted by bytes: index order is id order.
     pub nodes: Vec<String>,
     pub vars: VarTable,
+}
+
+impl Names {
+    /// The names of `records`, in any order.
+    pub fn of<'r>(records: impl IntoIterator<Item = &'r Record>) -> Names {
+        let mut names = NameCollector::default();
+        for rec in records {
+            names.add(rec);
+        }
+        names.finish()
+    }
+}
+
+/// Collects [`Names`] from records seen one at a time (a streaming first pass keeps only this).
+#[derive(Default)]
+pub struct NameCollector {
+    nodes: FxHashSet<String>,
+    vars: VarTable,
+}
+
+impl NameCollector {
+    pub fn add(&mut self, rec: &Record) {
+        if !self.nodes.contains(rec.node.as_str()) {
+            self.nodes.insert(rec.node.clone());
+        }
+        for v in rec.touched_vars() {
+            self.vars.intern(v);
+        }
+    }
+
+    pub fn finish(self) -> Names {
+        let mut nodes: Vec<String> = self.nodes.into_iter().collect();
+        nodes.sort_unstable();
+        Names {
+            nodes,
+            vars: self.vars,
+        }
+    }
+}
+
+/// Records flattened into operations and grouped by HLC.
+#[derive(Clone, Debug, Default)]
+pub struct Steps {
     pub groups: Vec<HlcGroup>,
     pub records: Vec<CRecord>,
     pub ops: Vec<Op>,
 }
 
-impl Columnar {
-    /// Build from records sorted by HLC (equal HLCs in arrival order).
-    pub fn from_records(records: &[&Record]) -> Columnar {
-        // Distinct ids by hashing (cheap per record), then sorted once.
-        let distinct: HashSet<&str> = records.iter().map(|r| r.node.as_str()).collect();
-        let mut nodes: Vec<String> = distinct.into_iter().map(str::to_string).collect();
-        nodes.sort_unstable();
-        let node_index: HashMap<&str, NodeIdx> = nodes
+impl Steps {
+    pub fn clear(&mut self) {
+        self.groups.clear();
+        self.records.clear();
+        self.ops.clear();
+    }
+}
+
+/// Turns records (in HLC order) into [`Steps`] against fixed [`Names`].
+pub struct StepBuilder<'n> {
+    names: &'n Names,
+    node_index: FxHashMap<&'n str, NodeIdx>,
+    last: Option<(String, NodeIdx)>,
+}
+
+impl<'n> StepBuilder<'n> {
+    pub fn new(names: &'n Names) -> StepBuilder<'n> {
+        let node_index = names
+            .nodes
             .iter()
             .enumerate()
             .map(|(i, n)| (n.as_str(), i as NodeIdx))
             .collect();
-        let mut c = Columnar {
-            vars: VarTable::default(),
+        StepBuilder {
+            names,
+            node_index,
+            last: None,
+        }
+    }
+
+    /// Appends `rec` to `steps`; `None` if the record names a node or variable that `names`
+    /// lacks (the names were collected from other records).
+    pub fn push(&mut self, steps: &mut Steps, rec: &Record) -> Option<()> {
+        let vars = &self.names.vars;
+        let first_op = steps.ops.len() as u32;
+        for v in &rec.unset {
+            steps.ops.push(Op::Unset(vars.get(v.as_str())?));
+        }
+        for (v, value) in &rec.set {
+            let v = vars.get(v.as_str())?;
+            steps.ops.push(match value {
+                Some(value) => Op::Set(v, value.clone()),
+                None => Op::Unset(v),
+            });
+        }
+        for (v, s) in &rec.remove {
+            steps.ops.push(Op::Remove(vars.get(v.as_str())?, s.clone()));
+        }
+        for (v, s) in &rec.add {
+            steps.ops.push(Op::Add(vars.get(v.as_str())?, s.clone()));
+        }
+        // Consecutive records often come from one node; skip the hash then.
+        let node = match &self.last {
+            Some((id, i)) if *id == rec.node => *i,
+            _ => {
+                let i = *self.node_index.get(rec.node.as_str())?;
+                self.last = Some((rec.node.clone(), i));
+                i
+            }
+        };
+        let index = steps.records.len() as u32;
+        steps.records.push(CRecord {
+            node,
+            first_op,
+            end_op: steps.ops.len() as u32,
+            leave: rec.leave,
+            heartbeat: rec.is_heartbeat(),
+        });
+        match steps.groups.last_mut() {
+            Some(g) if g.hlc == rec.hlc => g.end = index + 1,
+            _ => steps.groups.push(HlcGroup {
+                hlc: rec.hlc,
+                start: index,
+                end: index + 1,
+            }),
+        }
+        Some(())
+    }
+}
+
+/// A whole trace in memory: its names and its steps.
+#[derive(Clone, Debug, Default)]
+pub struct Columnar {
+    pub names: Names,
+    pub steps: Steps,
+}
+
+impl Columnar {
+    /// Build from records sorted by HLC (equal HLCs in arrival order).
+    pub fn from_records(records: &[&Record]) -> Columnar {
+        let names = Names::of(records.iter().copied());
+        let mut steps = Steps {
             groups: Vec::new(),
             records: Vec::with_capacity(records.len()),
             ops: Vec::with_capacity(records.len()),
-            nodes: Vec::new(),
         };
-        let mut last: Option<(&str, NodeIdx)> = None;
+        let mut builder = StepBuilder::new(&names);
         for rec in records {
-            let first_op = c.ops.len() as u32;
-            for v in &rec.unset {
-                let v = c.vars.intern(v);
-                c.ops.push(Op::Unset(v));
-            }
-            for (v, value) in &rec.set {
-                let v = c.vars.intern(v);
-                c.ops.push(match value {
-                    Some(value) => Op::Set(v, value.clone()),
-                    None => Op::Unset(v),
-                });
-            }
-            for (v, s) in &rec.remove {
-                let v = c.vars.intern(v);
-                c.ops.push(Op::Remove(v, s.clone()));
-            }
-            for (v, s) in &rec.add {
-                let v = c.vars.intern(v);
-                c.ops.push(Op::Add(v, s.clone()));
-            }
-            let index = c.records.len() as u32;
-            // Consecutive records often come from one node; skip the hash then.
-            let node = match last {
-                Some((id, i)) if id == rec.node => i,
-                _ => node_index.get(rec.node.as_str()).copied().unwrap_or(0),
-            };
-            last = Some((rec.node.as_str(), node));
-            c.records.push(CRecord {
-                node,
-                first_op,
-                end_op: c.ops.len() as u32,
-                leave: rec.leave,
-                heartbeat: rec.is_heartbeat(),
-            });
-            match c.groups.last_mut() {
-                Some(g) if g.hlc == rec.hlc => g.end = index + 1,
-                _ => c.groups.push(HlcGroup {
-                    hlc: rec.hlc,
-                    start: index,
-                    end: index + 1,
-                }),
-            }
+            // The names come from these very records, so every lookup succeeds.
+            let _ = builder.push(&mut steps, rec);
         }
-        c.nodes = nodes;
-        c
+        Columnar { names, steps }
     }
 }

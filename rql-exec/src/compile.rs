@@ -23,7 +23,7 @@ pub enum Site {
     Fixed(Option<NodeIdx>),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum CExpr {
     Const(Val),
     /// `var` is `None` if the trace never has this variable (it reads as NULL).
@@ -83,14 +83,14 @@ impl CExpr {
 }
 
 /// How names resolve against the trace.
-pub struct Names<'a> {
+pub struct NameLookup<'a> {
     pub var: &'a dyn Fn(&str) -> Option<VarIdx>,
     pub node: &'a dyn Fn(&str) -> Option<NodeIdx>,
 }
 
 pub struct Compiler<'a> {
     pub plan: &'a Plan,
-    pub names: Names<'a>,
+    pub names: NameLookup<'a>,
     /// Treat outer unit 0 as the local node (per-node caching of a one-unit WHEN).
     pub unit_is_local: bool,
 }

@@ -12,11 +12,11 @@ use rql_planner::ops::{Val, Warnings};
 use rql_planner::strategy::{choose, AggMethod, GroupMethod, OuterMethod};
 use rql_planner::{BindingUnit, OutputItem, Plan, TimeSpec};
 
-use crate::columnar::{Columnar, HlcGroup, NodeIdx, VarIdx};
+use crate::columnar::{HlcGroup, Names, NodeIdx, Steps, VarIdx};
 use crate::compile::{
-    aggregate_over_p, eval, holds, strict_units, CExpr, Compiler, Env, Names, Site,
+    aggregate_over_p, eval, holds, strict_units, CExpr, Compiler, Env, NameLookup, Site,
 };
-use crate::incremental::{AggState, Extremes, NodeTruth};
+use crate::incremental::{same_value, AggState, Extremes, NodeTruth};
 use crate::output::{CutRecord, EndRecord, OutValue, OutputRecord};
 use crate::state::{ApplyError, CutState};
 
@@ -52,6 +52,9 @@ pub struct Stats {
     /// Bad records skipped while reading (`--skip-bad`).
     pub skipped_records: u64,
     pub elapsed: Duration,
+    /// The part of `elapsed` the driver spent building and writing emitted records (set by
+    /// drivers that measure it): `elapsed - output` is the evaluation itself.
+    pub output: Duration,
 }
 
 #[derive(Debug)]
@@ -98,13 +101,24 @@ pub enum Flow {
 
 enum Agg {
     Incremental(Box<AggState>),
+    /// Answered by aggregate `of`'s state (MIN and MAX of one argument share it).
+    Mirror {
+        of: usize,
+        func: rql_planner::ops::AggFn,
+    },
     Scan(rql_planner::ops::AggFn, Option<CExpr>),
 }
 
 /// How the outer binding is decided.
 enum Outer {
     Always,
-    Direct(CExpr),
+    /// WHEN has no placeholders: evaluated once per cut, or not at all when it reads only
+    /// aggregates and groups and none of their values changed (`last` keeps the previous answer).
+    Direct {
+        when: CExpr,
+        reads_cut: bool,
+        last: Option<DirectAnswer>,
+    },
     /// One unit: per-node truth; `empty` is WHEN with every placeholder NULL (for empty P).
     NodeCache {
         truth: NodeTruth,
@@ -112,6 +126,25 @@ enum Outer {
     },
     Extremes(ExtremesOuter),
     Enumerate(Enumeration),
+}
+
+/// WHEN's answer for given aggregate and group values, with the warnings it raised (counted
+/// again each time the answer is reused, as if WHEN had been evaluated).
+struct DirectAnswer {
+    aggs: Vec<Val>,
+    groups: Vec<Option<bool>>,
+    holds: bool,
+    warnings: Warnings,
+}
+
+/// Identical values, kind included; containers are never taken as identical (no reuse).
+fn identical(a: &[Val], b: &[Val]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| match (x, y) {
+            (None, None) => true,
+            (Some(x), Some(y)) => same_value(x, y),
+            _ => false,
+        })
 }
 
 struct Enumeration {
@@ -127,6 +160,8 @@ struct ExtremesOuter {
     reads_aggregates: bool,
     /// A string constant: numeric extremes never decide then.
     string_constant: bool,
+    /// The number kinds of WHEN's constants (when it reads no aggregates; else counted per cut).
+    constant_kinds: NumberKinds,
     when: CExpr,
     /// Per unit: index into `vars`, and whether the unit wants its variable's maximum.
     units: Vec<(usize, bool)>,
@@ -171,7 +206,7 @@ impl Emitted<'_, '_> {
 
 pub struct Engine<'p> {
     plan: &'p Plan,
-    cols: &'p Columnar,
+    names: &'p Names,
     max_bindings: u64,
     cut: CutState,
     referenced: Vec<bool>,
@@ -179,6 +214,8 @@ pub struct Engine<'p> {
     output_vars: Vec<Option<VarIdx>>,
     aggs: Vec<Agg>,
     agg_values: Vec<Val>,
+    /// Per aggregate: the state version its value was computed at, and the warnings that raised.
+    agg_seen: Vec<(Option<u64>, Option<Warnings>)>,
     groups: Vec<Option<NodeTruth>>,
     group_values: Vec<Option<bool>>,
     outer: Outer,
@@ -195,9 +232,9 @@ pub struct Engine<'p> {
 }
 
 impl<'p> Engine<'p> {
-    pub fn new(plan: &'p Plan, cols: &'p Columnar, opts: ExecOptions) -> Engine<'p> {
-        let nodes = cols.nodes.len();
-        let vars = &cols.vars;
+    pub fn new(plan: &'p Plan, names: &'p Names, opts: ExecOptions) -> Engine<'p> {
+        let nodes = names.nodes.len();
+        let vars = &names.vars;
         let from_var: Vec<bool> = (0..vars.len())
             .map(|v| plan.logs.iter().any(|l| l == vars.name(v as VarIdx).log()))
             .collect();
@@ -207,22 +244,23 @@ impl<'p> Engine<'p> {
                 plan.referenced.contains(n.log(), n.key())
             })
             .collect();
-        let selected: Vec<bool> = cols
+        let selected: Vec<bool> = names
             .nodes
             .iter()
             .map(|id| plan.at_nodes.as_ref().is_none_or(|s| s.contains(id)))
             .collect();
-        let cut = CutState::new(cols.nodes.clone(), selected, from_var);
+        let cut = CutState::new(names.nodes.clone(), selected, from_var);
         let var_of = |name: &str| vars.get(name);
         let node_of = |id: &str| {
-            cols.nodes
+            names
+                .nodes
                 .binary_search_by(|n| n.as_str().cmp(id))
                 .ok()
                 .map(|i| i as NodeIdx)
         };
         let compiler = |unit_is_local| Compiler {
             plan,
-            names: Names {
+            names: NameLookup {
                 var: &var_of,
                 node: &node_of,
             },
@@ -230,20 +268,21 @@ impl<'p> Engine<'p> {
         };
         let c = compiler(false);
         let strategy = choose(plan);
-        let aggs: Vec<Agg> = plan
-            .aggregates
-            .iter()
-            .zip(&strategy.aggregates)
-            .map(|(a, m)| {
-                let arg = a.arg.as_ref().map(|x| c.expr(x));
-                match m {
-                    AggMethod::Incremental => {
-                        Agg::Incremental(Box::new(AggState::new(a.func, arg, nodes)))
-                    }
-                    AggMethod::ScanPerCut => Agg::Scan(a.func, arg),
+        let mut aggs: Vec<Agg> = Vec::with_capacity(plan.aggregates.len());
+        for (a, m) in plan.aggregates.iter().zip(&strategy.aggregates) {
+            let arg = a.arg.as_ref().map(|x| c.expr(x));
+            let shared = aggs.iter().position(|b| match b {
+                Agg::Incremental(s) => s.answers(a.func, &arg),
+                _ => false,
+            });
+            aggs.push(match (m, shared) {
+                (AggMethod::Incremental, Some(of)) => Agg::Mirror { of, func: a.func },
+                (AggMethod::Incremental, None) => {
+                    Agg::Incremental(Box::new(AggState::new(a.func, arg, nodes)))
                 }
-            })
-            .collect();
+                (AggMethod::ScanPerCut, _) => Agg::Scan(a.func, arg),
+            });
+        }
         let mut groups: Vec<Option<NodeTruth>> = (0..plan.groups.len()).map(|_| None).collect();
         if let Some(w) = &plan.when {
             w.walk(&mut |e| {
@@ -274,7 +313,21 @@ impl<'p> Engine<'p> {
         };
         let outer = match (strategy.outer, when) {
             (OuterMethod::Always, _) | (_, None) => Outer::Always,
-            (OuterMethod::Direct, Some(w)) => Outer::Direct(w),
+            (OuterMethod::Direct, Some(w)) => {
+                let mut reads_cut = false;
+                w.walk(&mut |e| {
+                    // An EACH_NODE group evaluated per cut iterates P(t) itself.
+                    reads_cut |= matches!(
+                        e,
+                        CExpr::Var { .. } | CExpr::NodeOf(_) | CExpr::EachNode(..)
+                    );
+                });
+                Outer::Direct {
+                    when: w,
+                    reads_cut,
+                    last: None,
+                }
+            }
             (OuterMethod::NodeCache, Some(w)) => {
                 let local = plan.when.as_ref().map(|x| compiler(true).expr(x));
                 Outer::NodeCache {
@@ -305,9 +358,12 @@ impl<'p> Engine<'p> {
                     CExpr::Const(Some(Value::Str(_))) => string_constant = true,
                     _ => {}
                 });
+                let mut constant_kinds = NumberKinds::default();
+                constants(&w, &[], &mut |v| constant_kinds.count(v));
                 Outer::Extremes(ExtremesOuter {
                     reads_aggregates,
                     string_constant,
+                    constant_kinds,
                     fallback: enumeration(w.clone()),
                     when: w,
                     units,
@@ -326,12 +382,13 @@ impl<'p> Engine<'p> {
             .collect();
         Engine {
             plan,
-            cols,
+            names,
             max_bindings: opts.max_bindings,
             cut,
             referenced,
             output_vars,
             agg_values: vec![None; aggs.len()],
+            agg_seen: vec![(None, None); aggs.len()],
             aggs,
             group_values: vec![None; plan.groups.len()],
             groups,
@@ -351,10 +408,12 @@ impl<'p> Engine<'p> {
         self.done
     }
 
-    /// Apply one HLC's records (one step if any changes something) and, if the step is a
-    /// candidate within the time range, evaluate it. Emitted records go to `emit`.
+    /// Apply one HLC's records (`group` of `steps`: one step if any changes something) and,
+    /// if the step is a candidate within the time range, evaluate it. Emitted records go to
+    /// `emit`.
     pub fn step(
         &mut self,
+        steps: &Steps,
         group: &HlcGroup,
         emit: &mut dyn FnMut(Emitted<'_, 'p>),
     ) -> Result<Flow, ExecError> {
@@ -373,7 +432,7 @@ impl<'p> Engine<'p> {
             self.done = true;
             return Ok(Flow::Done);
         }
-        let (is_step, candidate) = self.apply(group)?;
+        let (is_step, candidate) = self.apply(steps, group)?;
         if !is_step {
             return Ok(Flow::Continue);
         }
@@ -388,15 +447,15 @@ impl<'p> Engine<'p> {
 
     /// Apply a group's records and bring every incremental part up to date for the nodes
     /// they touched. Returns (the records make a step, the step is a candidate).
-    fn apply(&mut self, group: &HlcGroup) -> Result<(bool, bool), ExecError> {
+    fn apply(&mut self, steps: &Steps, group: &HlcGroup) -> Result<(bool, bool), ExecError> {
         self.epoch += 1;
         self.touched.clear();
         let mut is_step = false;
         let mut names_referenced = false;
-        for rec in &self.cols.records[group.start as usize..group.end as usize] {
+        for rec in &steps.records[group.start as usize..group.end as usize] {
             let n = rec.node;
             self.cut
-                .apply(rec, &self.cols.ops, &self.cols.vars)
+                .apply(rec, &steps.ops, &self.names.vars)
                 .map_err(ExecError::Apply)?;
             if self.mark[n as usize] != self.epoch {
                 self.mark[n as usize] = self.epoch;
@@ -407,7 +466,7 @@ impl<'p> Engine<'p> {
                 continue;
             }
             is_step = true;
-            let ops = &self.cols.ops[rec.first_op as usize..rec.end_op as usize];
+            let ops = &steps.ops[rec.first_op as usize..rec.end_op as usize];
             let hits = ops.iter().any(|op| self.referenced[op.var() as usize]);
             if hits || rec.leave {
                 self.relevant[n as usize] = true;
@@ -462,22 +521,54 @@ impl<'p> Engine<'p> {
         Ok(Flow::Done)
     }
 
-    /// Refresh the per-cut values of aggregates and EACH_NODE groups.
-    fn refresh_parts(&mut self) {
+    /// Refresh the per-cut values of aggregates and EACH_NODE groups; false if every one is
+    /// known to be as at the previous cut.
+    fn refresh_parts(&mut self) -> bool {
+        let mut changed = false;
         let w = &mut self.stats.warnings;
         for (i, a) in self.aggs.iter().enumerate() {
-            self.agg_values[i] = match a {
-                Agg::Incremental(s) => s.value(w),
-                Agg::Scan(func, arg) => aggregate_over_p(*func, arg.as_ref(), &self.cut, w),
+            let (state, func) = match a {
+                Agg::Incremental(s) => (s, None),
+                Agg::Mirror { of, func } => match &self.aggs[*of] {
+                    Agg::Incremental(s) => (s, Some(*func)),
+                    _ => continue, // `of` is always an incremental state
+                },
+                Agg::Scan(func, arg) => {
+                    self.agg_values[i] = aggregate_over_p(*func, arg.as_ref(), &self.cut, w);
+                    changed = true;
+                    continue;
+                }
             };
+            // Unchanged since the last cut: same value, and the same warnings again.
+            let seen = &mut self.agg_seen[i];
+            if seen.0 == Some(state.version()) {
+                if let Some(again) = &seen.1 {
+                    w.merge(again);
+                }
+                continue;
+            }
+            changed = true;
+            let mut raised = Warnings::default();
+            self.agg_values[i] = match func {
+                Some(f) => state.value_as(f, &mut raised),
+                None => state.value(&mut raised),
+            };
+            w.merge(&raised);
+            *seen = (
+                Some(state.version()),
+                (raised != Warnings::default()).then_some(raised),
+            );
         }
         for (i, g) in self.groups.iter().enumerate() {
-            self.group_values[i] = g.as_ref().map(|g| g.holds_everywhere(&self.cut));
+            let now = g.as_ref().map(|g| g.holds_everywhere(&self.cut));
+            changed |= now != self.group_values[i];
+            self.group_values[i] = now;
         }
+        changed
     }
 
     fn decide(&mut self, seq: u64, hlc: Hlc) -> Result<Decision, ExecError> {
-        self.refresh_parts();
+        let parts_changed = self.refresh_parts();
         let w = &mut self.stats.warnings;
         let base = Env {
             cut: &self.cut,
@@ -486,9 +577,35 @@ impl<'p> Engine<'p> {
             aggs: &self.agg_values,
             groups: &self.group_values,
         };
-        match &self.outer {
+        match &mut self.outer {
             Outer::Always => Ok(Some(Vec::new())),
-            Outer::Direct(when) => Ok(holds(when, &base, w).then(Vec::new)),
+            Outer::Direct {
+                when,
+                reads_cut,
+                last,
+            } => {
+                if *reads_cut {
+                    return Ok(holds(when, &base, w).then(Vec::new));
+                }
+                if let Some(a) = last.as_ref() {
+                    if !parts_changed
+                        || (a.groups == self.group_values && identical(&a.aggs, &self.agg_values))
+                    {
+                        w.merge(&a.warnings);
+                        return Ok(a.holds.then(Vec::new));
+                    }
+                }
+                let mut warnings = Warnings::default();
+                let answer = holds(when, &base, &mut warnings);
+                w.merge(&warnings);
+                *last = Some(DirectAnswer {
+                    aggs: self.agg_values.clone(),
+                    groups: self.group_values.clone(),
+                    holds: answer,
+                    warnings,
+                });
+                Ok(answer.then(Vec::new))
+            }
             Outer::NodeCache { truth, empty } => {
                 if self.cut.participants().is_empty() {
                     return Ok(holds(empty, &base, w).then(Vec::new));
@@ -601,7 +718,7 @@ impl<'p> Engine<'p> {
 
     fn cut_record(&self, hlc: Hlc, begin: bool, binding: &[NodeIdx]) -> OutputRecord {
         let p = self.cut.participants();
-        let vars = &self.cols.vars;
+        let vars = &self.names.vars;
         let mut values: Vec<(String, OutValue)> = Vec::new();
         let mut push = |name: String, v: OutValue| {
             // Identical names print once, at the first position (SPEC §6).
@@ -850,37 +967,68 @@ fn positive(v: &Value) -> bool {
 const EXACT_MIX_LIMIT: i64 = 1 << 50;
 
 fn mixing_is_exact(x: &ExtremesOuter, base: &Env<'_>, when: &CExpr) -> bool {
-    let (mut ints, mut floats) = (0u64, 0u64);
-    let mut small = true;
+    let mut kinds = x.constant_kinds;
+    if x.reads_aggregates {
+        constants(when, base.aggs, &mut |v| kinds.count(v));
+    }
     for v in &x.vars {
-        ints += v.ints;
-        floats += v.floats;
+        kinds.ints += v.ints;
+        kinds.floats += v.floats;
+    }
+    if kinds.ints == 0 || kinds.floats == 0 {
+        return true;
+    }
+    let mut small = kinds.small;
+    for v in &x.vars {
         for max in [false, true] {
             if let Some((_, Value::Int(i))) = v.extreme(max) {
                 small &= i.unsigned_abs() <= EXACT_MIX_LIMIT as u64;
             }
         }
     }
-    let mut check = |v: &Val| match v {
-        Some(Value::Int(i)) => {
-            ints += 1;
-            small &= i.unsigned_abs() <= EXACT_MIX_LIMIT as u64;
-        }
-        Some(Value::Float(_)) => floats += 1,
-        _ => {}
-    };
-    constants(when, base, &mut check);
-    ints == 0 || floats == 0 || small
+    small
 }
 
-fn constants(e: &CExpr, base: &Env<'_>, f: &mut dyn FnMut(&Val)) {
+/// How many ints and floats, and whether every int is small (see [`EXACT_MIX_LIMIT`]).
+#[derive(Clone, Copy, Debug)]
+struct NumberKinds {
+    ints: u64,
+    floats: u64,
+    small: bool,
+}
+
+impl Default for NumberKinds {
+    fn default() -> Self {
+        NumberKinds {
+            ints: 0,
+            floats: 0,
+            small: true,
+        }
+    }
+}
+
+impl NumberKinds {
+    fn count(&mut self, v: &Val) {
+        match v {
+            Some(Value::Int(i)) => {
+                self.ints += 1;
+                self.small &= i.unsigned_abs() <= EXACT_MIX_LIMIT as u64;
+            }
+            Some(Value::Float(_)) => self.floats += 1,
+            _ => {}
+        }
+    }
+}
+
+/// The constants and aggregate values WHEN's comparisons read.
+fn constants(e: &CExpr, aggs: &[Val], f: &mut dyn FnMut(&Val)) {
     match e {
         CExpr::Const(v) => f(v),
-        CExpr::Aggregate(i) => f(&base.aggs.get(*i).cloned().flatten()),
-        CExpr::Neg(x) => constants(x, base, f),
+        CExpr::Aggregate(i) => f(&aggs.get(*i).cloned().flatten()),
+        CExpr::Neg(x) => constants(x, aggs, f),
         CExpr::Arith(_, a, b) | CExpr::Cmp(_, a, b) => {
-            constants(a, base, f);
-            constants(b, base, f);
+            constants(a, aggs, f);
+            constants(b, aggs, f);
         }
         _ => {}
     }
@@ -897,22 +1045,30 @@ fn extremes_decide(x: &ExtremesOuter, base: &Env<'_>, w: &mut Warnings) -> Optio
     }
     if x.reads_aggregates {
         let mut has_string = false;
-        constants(&x.when, base, &mut |v| {
+        constants(&x.when, base.aggs, &mut |v| {
             has_string |= matches!(v, Some(Value::Str(_)))
         });
         if has_string {
             return None;
         }
     }
-    let mut binding = Vec::with_capacity(x.units.len());
-    for &(var, max) in &x.units {
+    // Decided on every cut: no allocation for the usual handful of units.
+    let mut on_stack = [0 as NodeIdx; 8];
+    let mut on_heap = Vec::new();
+    let binding: &mut [NodeIdx] = if x.units.len() <= on_stack.len() {
+        &mut on_stack[..x.units.len()]
+    } else {
+        on_heap.resize(x.units.len(), 0);
+        &mut on_heap
+    };
+    for (slot, &(var, max)) in binding.iter_mut().zip(&x.units) {
         match x.vars[var].extreme(max) {
-            Some((n, _)) => binding.push(n),
+            Some((n, _)) => *slot = n,
             // A unit with no numeric value on any node: every binding compares NULL.
             None => return Some(false),
         }
     }
-    extreme_truth(x, base, &binding, w)
+    extreme_truth(x, base, binding, w)
 }
 
 /// Evaluate WHEN exactly on `binding` (extreme nodes); trust a FALSE only when no NULL arose
@@ -950,23 +1106,14 @@ fn extremes_witness(x: &ExtremesOuter, base: &Env<'_>, w: &mut Warnings) -> Opti
         binding.push(x.vars[var].extreme(max)?.0);
     }
     for u in 0..x.units.len() {
-        let (var, _) = x.units[u];
-        let mut found = false;
-        for &n in base.cut.participants() {
-            if !x.vars[var].has(n) {
-                continue;
-            }
-            let saved = binding[u];
-            binding[u] = n;
-            if extreme_truth(x, base, &binding, w)? {
-                found = true;
-                break;
-            }
+        let (var, max) = x.units[u];
+        let mut test = |n: NodeIdx| {
+            let saved = std::mem::replace(&mut binding[u], n);
+            let passes = extreme_truth(x, base, &binding, w);
             binding[u] = saved;
-        }
-        if !found {
-            return None;
-        }
+            passes
+        };
+        binding[u] = x.vars[var].first_passing(max, &mut test)??;
     }
     Some(binding)
 }

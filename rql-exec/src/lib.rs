@@ -12,8 +12,11 @@ pub mod incremental;
 pub mod output;
 pub mod replay;
 pub mod state;
+pub mod stream;
 
-pub use columnar::Columnar;
+pub use columnar::{Columnar, NameCollector, Names, StepBuilder, Steps};
 pub use engine::{Emitted, Engine, ExecError, ExecOptions, Flow, Stats, DEFAULT_MAX_BINDINGS};
 pub use output::{Format, OutputRecord, RecordWriter};
-pub use replay::{catalog_of, catalog_of_columnar, replay, replay_columnar};
+pub use replay::{
+    catalog_of, catalog_of_columnar, catalog_of_names, replay, replay_columnar, Replay,
+};

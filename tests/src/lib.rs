@@ -98,3 +98,43 @@ pub fn run_query_with(
     .map_err(|e| e.to_string())?;
     Ok((lines, stats))
 }
+
+/// Run one planned query through the streaming driver (`rql replay --stream`): `inputs` are
+/// NDJSON texts, each in HLC order, merged by [`log_server::SortedMerge`] and read twice.
+pub fn run_streaming(
+    plan: &rql_planner::Plan,
+    inputs: &[String],
+    opts: ExecOptions,
+) -> Result<Vec<OutputRecord>, String> {
+    let open = || {
+        log_server::SortedMerge::new(
+            inputs
+                .iter()
+                .enumerate()
+                .map(|(i, text)| TraceInput {
+                    name: format!("input{i}"),
+                    reader: Box::new(std::io::Cursor::new(text.clone().into_bytes())),
+                })
+                .collect(),
+        )
+    };
+    let merged = open();
+    let sources = merged.sources().to_vec();
+    let scan = rql_exec::stream::scan(merged, &sources, false).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    rql_exec::stream::replay_stream(plan, &scan, open(), opts, &mut |e| out.push(e.record()))
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Sorted records split into one NDJSON input per node (each in HLC order), the usual shape
+/// of a trace collected from a cluster.
+pub fn inputs_per_node(records: &[Record]) -> Vec<String> {
+    let mut per_node: std::collections::BTreeMap<&str, String> = Default::default();
+    for r in records {
+        let text = per_node.entry(r.node.as_str()).or_default();
+        text.push_str(&r.to_json_line());
+        text.push('\n');
+    }
+    per_node.into_values().collect()
+}

@@ -53,3 +53,39 @@ fn every_bad_trace_is_rejected_at_its_line() {
         assert!(err.contains(":2: "), "{err}");
     }
 }
+
+/// The streaming driver (`rql replay --stream`) gives every example's output too, with the
+/// trace split into one sorted input per node.
+#[test]
+fn every_example_streams_like_it_replays() {
+    let mut checked = 0;
+    for ex in example_queries() {
+        let trace = examples_dir().join(&ex.folder).join("trace.ndjson");
+        let records =
+            read_trace_records(&trace).unwrap_or_else(|e| panic!("{}: {e}", trace.display()));
+        let refs: Vec<&log_server::Record> = records.iter().collect();
+        let catalog = rql_exec::catalog_of(refs.iter().copied());
+        let inputs = rql_tests::inputs_per_node(&records);
+        for (k, query) in &ex.queries {
+            let Ok(stmt) = rql_parser::parse_single(query) else {
+                continue;
+            };
+            let Ok(plan) = rql_planner::plan_statement(&stmt, query, &catalog) else {
+                continue;
+            };
+            let opts = rql_exec::ExecOptions::default();
+            let Ok(expected) = run_query(query, &records) else {
+                continue;
+            };
+            let streamed = rql_tests::run_streaming(&plan, &inputs, opts)
+                .unwrap_or_else(|e| panic!("{} query {k}: {e}", ex.folder));
+            let streamed: Vec<String> = streamed
+                .iter()
+                .map(|r| serde_json::to_string(r).unwrap_or_default())
+                .collect();
+            assert_eq!(streamed, expected, "{} query {k}: {query}", ex.folder);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 100, "only {checked} queries checked");
+}

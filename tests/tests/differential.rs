@@ -19,7 +19,9 @@ use rql_parser::LinkKind;
 use rql_planner::{plan_statement, Plan};
 use rql_tests::compare::same_output;
 use rql_tests::naive;
-use rql_tests::{example_queries, examples_dir, read_trace_records};
+use rql_tests::{
+    example_queries, examples_dir, inputs_per_node, read_trace_records, run_streaming,
+};
 use serde_json::{json, Map, Value as J};
 
 // ---------------------------------------------------------------------------------------------
@@ -883,8 +885,23 @@ fn check(trace_text: &str, query: &str) -> Result<bool, TestCaseError> {
             "engine failed: {e}\nquery: {query}\ntrace:\n{trace_text}"
         )));
     }
+    // The streaming driver (inputs per node, merged, read twice) gives the same records.
+    let streamed = match run_streaming(&plan, &inputs_per_node(&records), ExecOptions::default()) {
+        Ok(out) => lines(&out),
+        Err(e) => {
+            return Err(TestCaseError::fail(format!(
+                "streaming failed: {e}\nquery: {query}\ntrace:\n{trace_text}"
+            )))
+        }
+    };
     let naive = naive::evaluate(&plan, &records);
     let (engine, naive) = (lines(&engine), lines(&naive));
+    prop_assert_eq!(
+        &streamed,
+        &engine,
+        "streaming replay differs\nquery: {}",
+        query
+    );
     if engine != naive {
         let sorted: String = records.iter().map(|r| r.to_json_line() + "\n").collect();
         return Err(TestCaseError::fail(format!(
@@ -942,6 +959,8 @@ fn generated_cases_mostly_plan_and_emit() {
         let traces = trace();
         let (mut planned, mut emitted, mut with_when, mut witnessed) = (0, 0, 0, 0);
         let mut unplanned = Vec::new();
+        // How often each evaluation strategy comes up: every one must be exercised.
+        let mut strategies: std::collections::BTreeMap<String, usize> = Default::default();
         for _ in 0..SAMPLE {
             let t = traces.new_tree(&mut runner).expect("trace").current();
             let q = queries.new_tree(&mut runner).expect("query").current();
@@ -949,6 +968,16 @@ fn generated_cases_mostly_plan_and_emit() {
             match plan_of(&q, &records) {
                 Ok(plan) => {
                     planned += 1;
+                    let chosen = rql_planner::strategy::choose(&plan);
+                    *strategies
+                        .entry(format!("outer {:?}", chosen.outer))
+                        .or_default() += 1;
+                    for a in &chosen.aggregates {
+                        *strategies.entry(format!("aggregate {a:?}")).or_default() += 1;
+                    }
+                    for g in chosen.groups.iter().flatten() {
+                        *strategies.entry(format!("group {g:?}")).or_default() += 1;
+                    }
                     with_when += usize::from(plan.when.is_some());
                     let out = naive::evaluate(&plan, &records);
                     emitted += usize::from(!out.is_empty());
@@ -962,8 +991,30 @@ fn generated_cases_mostly_plan_and_emit() {
         }
         println!(
             "{name}: {planned} of {SAMPLE} plan, {with_when} with WHEN, {emitted} emit, \
-             {witnessed} with a witness"
+             {witnessed} with a witness; strategies {strategies:?}"
         );
+        let wanted: &[&str] = if name == "query" {
+            &[
+                "outer Always",
+                "outer Direct",
+                "outer NodeCache",
+                "outer Extremes",
+                "outer Enumerate",
+                "aggregate Incremental",
+                "aggregate ScanPerCut",
+                "group NodeCache",
+                "group ForAllPerBinding",
+            ]
+        } else {
+            &["outer Extremes"]
+        };
+        for w in wanted {
+            let n = strategies.get(*w).copied().unwrap_or(0);
+            assert!(
+                n >= 3,
+                "{name}: strategy {w} came up {n} times in {SAMPLE} cases"
+            );
+        }
         assert!(
             planned * 100 >= SAMPLE * 80,
             "{name}: only {planned} of {SAMPLE} generated queries plan; e.g.\n{}",
@@ -1036,4 +1087,22 @@ fn order_comparisons_of_placeholders_holding_strings() {
         assert_eq!(naive, [expected], "{query}");
         assert_eq!(engine, naive, "{query}");
     }
+}
+
+/// A cached WHEN answer must not outlive a change of P(t): here n4 leaves, P(t) becomes
+/// empty, and an EACH_NODE group evaluated per cut (its body reads an aggregate) is FALSE,
+/// although no aggregate value changed.
+#[test]
+fn a_cached_answer_is_not_reused_when_p_changes() {
+    let trace = concat!(
+        r#"{"node":"n2","hlc":[1000,0],"set":{"inv.a":0}}"#,
+        "\n",
+        r#"{"node":"n4","hlc":[1000,0],"set":{"inv.b":0}}"#,
+        "\n",
+        r#"{"node":"n4","hlc":[1005,1],"leave":true}"#,
+    );
+    let query = "SELECT * FROM inv WHEN (COUNT(inv.a) IS NOT NULL) LINK EACH_NODE AT NODES n4";
+    let (engine, naive) = both(trace, query);
+    assert_eq!(naive.len(), 1, "{naive:?}");
+    assert_eq!(engine, naive);
 }
