@@ -5,7 +5,9 @@ use std::io::{BufReader, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use log_server::{read_traces, MergedTrace, ReadOptions, Record, TraceInput};
+use log_server::{
+    read_traces, MergedTrace, ReadOptions, Record, TraceError, TraceErrorKind, TraceInput,
+};
 use rql_exec::{
     catalog_of, catalog_of_columnar, replay_columnar, Columnar, Emitted, ExecOptions, Format,
     RecordWriter, Stats,
@@ -83,14 +85,18 @@ fn read_inputs(paths: &[String], skip_bad: bool) -> Result<MergedTrace, String> 
             });
         }
     }
-    read_traces(inputs, &ReadOptions { skip_bad }).map_err(|e| {
-        let hint = if skip_bad {
-            ""
-        } else {
+    read_traces(inputs, &ReadOptions { skip_bad }).map_err(|e| trace_error(&e))
+}
+
+/// A trace error as the user sees it, with what to do about a bad record.
+pub(crate) fn trace_error(e: &TraceError) -> String {
+    let hint = match e.kind {
+        TraceErrorKind::Record => {
             "\nhint: fix the record, or pass --skip-bad to skip bad records and count them"
-        };
-        format!("trace {e}{hint}")
-    })
+        }
+        TraceErrorKind::Io | TraceErrorKind::Unsorted => "",
+    };
+    format!("trace {e}{hint}")
 }
 
 /// Plan every statement before running any, so a bad third query does not leave the output

@@ -11,7 +11,7 @@ use rql_exec::stream::{replay_stream, scan};
 use rql_exec::{catalog_of_names, ExecOptions};
 
 use crate::query::{LoadedQuery, EXIT_FAILURE};
-use crate::replay::{output_format, plan_all, run_plan, ReplayArgs};
+use crate::replay::{output_format, plan_all, run_plan, trace_error, ReplayArgs};
 
 pub enum Outcome {
     /// Finished (successfully or not) with this exit code.
@@ -46,15 +46,7 @@ pub fn run(args: &ReplayArgs, q: &LoadedQuery) -> Outcome {
     let scanned = match scan(merged, &sources, args.skip_bad) {
         Ok(s) => s,
         Err(e) if e.kind == TraceErrorKind::Unsorted && !args.stream => return Outcome::Unsorted,
-        Err(e) => {
-            let hint = match e.kind {
-                TraceErrorKind::Record => {
-                    "\nhint: fix the record, or pass --skip-bad to skip bad records and count them"
-                }
-                _ => "",
-            };
-            return fail(format!("trace {e}{hint}"));
-        }
+        Err(e) => return fail(trace_error(&e)),
     };
     for e in &scanned.errors {
         eprintln!("warning: skipped bad record: {e}");

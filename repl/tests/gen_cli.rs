@@ -2,23 +2,18 @@
 //! scenario's property checked by running `rql replay` on the generated trace.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod cli_support;
 
 fn rql(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rql"))
-        .args(args)
-        .output()
-        .expect("run rql")
+    cli_support::rql(args, None)
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use cli_support::text;
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rql-gen-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    cli_support::temp_dir("gen", name)
 }
 
 /// The trace `rql gen` writes to stdout.

@@ -1,9 +1,11 @@
 //! `rql replay` and `rql explain` end to end: formats, merging, stdin, bad input and exit
 //! statuses. Traces come from ../shared/examples.
 
-use std::io::Write;
+mod cli_support;
+
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+
+use cli_support::{rql, text};
 
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/examples")
@@ -16,34 +18,8 @@ fn seed_trace() -> String {
         .to_string()
 }
 
-fn rql(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rql"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run rql");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().expect("wait for rql")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rql-replay-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    cli_support::temp_dir("replay", name)
 }
 
 const SEED_Q1: &str =

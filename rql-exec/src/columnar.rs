@@ -149,7 +149,8 @@ impl Steps {
 pub struct StepBuilder<'n> {
     names: &'n Names,
     node_index: FxHashMap<&'n str, NodeIdx>,
-    last: Option<(String, NodeIdx)>,
+    /// The previous record's node: consecutive records often share it (no hashing then).
+    last: Option<NodeIdx>,
 }
 
 impl<'n> StepBuilder<'n> {
@@ -188,12 +189,12 @@ impl<'n> StepBuilder<'n> {
         for (v, s) in &rec.add {
             steps.ops.push(Op::Add(vars.get(v.as_str())?, s.clone()));
         }
-        // Consecutive records often come from one node; skip the hash then.
-        let node = match &self.last {
-            Some((id, i)) if *id == rec.node => *i,
+        let names = self.names;
+        let node = match self.last {
+            Some(i) if names.nodes[i as usize] == rec.node => i,
             _ => {
                 let i = *self.node_index.get(rec.node.as_str())?;
-                self.last = Some((rec.node.clone(), i));
+                self.last = Some(i);
                 i
             }
         };

@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use log_server::ndjson::MAX_REPORTED_ERRORS;
 use log_server::{ApplyCheck, Hlc, Origin, Record, TraceError, TraceErrorKind};
 use rql_planner::Plan;
 use rustc_hash::FxHashSet;
@@ -13,9 +14,6 @@ use rustc_hash::FxHashSet;
 use crate::columnar::{NameCollector, Names, StepBuilder, Steps};
 use crate::engine::{Emitted, ExecError, ExecOptions, Stats};
 use crate::replay::Replay;
-
-/// At most this many errors of skipped records are kept for reporting.
-const MAX_REPORTED_ERRORS: usize = 10;
 
 /// Steps handed to the engine at a time: large enough to amortize the batch, small enough
 /// that the batch is nothing next to the cut state.
