@@ -2,7 +2,8 @@
 //!
 //! The calling thread reads each input in chunks of whole lines (about [`CHUNK_BYTES`]; a
 //! longer line makes a longer chunk) and hands them to worker threads, which parse every line
-//! with [`parse_record`](crate::parse_record). Results are taken back in input order, so records, line numbers,
+//! into a [`ChunkParse`] (records for [`crate::read_traces`], columnar chunks for
+//! [`crate::columnar::read_columnar`]). Results are taken back in input order, so records, line numbers,
 //! skipped errors and the error that stops the read are exactly those of reading the lines one
 //! by one with [`NdjsonReader`](crate::NdjsonReader): records in input and line order, record
 //! errors in line order, a read error reported after every line before it, naming the line it
@@ -18,8 +19,8 @@ use std::thread;
 
 use crate::hlc::Hlc;
 use crate::ndjson::{
-    is_blank, parse_record_into, MergedTrace, Origin, ReadOptions, TraceError, TraceErrorKind,
-    TraceInput, MAX_REPORTED_ERRORS,
+    is_blank, parse_record_into, Origin, ReadOptions, TraceError, TraceErrorKind, TraceInput,
+    MAX_REPORTED_ERRORS,
 };
 use crate::record::Record;
 
@@ -47,29 +48,41 @@ struct Chunk {
     bytes: Vec<u8>,
 }
 
+/// What the lines of one chunk are parsed into, on a parsing thread.
+pub(crate) trait ChunkParse: Send + Sized {
+    /// An empty result for a chunk of `source` with about `lines` lines.
+    fn new(source: usize, lines: usize) -> Self;
+    /// Parses one non-blank line (its newline included) numbered `line`; on `Err` nothing of
+    /// the line is kept.
+    fn line(&mut self, text: &[u8], line: usize) -> Result<(), String>;
+}
+
+/// The reading thread's side: takes the parsed chunks in input order.
+pub(crate) trait ChunkCollect {
+    type Chunk: ChunkParse;
+    fn add(&mut self, chunk: Self::Chunk);
+}
+
 /// A parsed chunk and its `seq`.
-type Done = (usize, Parsed);
+type Done<P> = (usize, Parsed<P>);
+
+/// Starts the parsing threads, each sending to a clone of the sender it is given.
+type SpawnWorkers<'a, P> = dyn FnMut(&Sender<Done<P>>) + 'a;
 
 /// One chunk's lines, parsed.
-struct Parsed {
+struct Parsed<P> {
     source: usize,
-    records: Vec<(Origin, Record)>,
+    out: P,
     /// Record errors in line order (only the first one when bad records are not skipped: the
     /// read stops there).
     errors: Vec<TraceError>,
-    /// Whether `records` are in HLC order.
-    sorted: bool,
-    /// Whether some record has an `add` or `remove`.
-    set_changes: bool,
 }
 
-fn parse_chunk(chunk: &Chunk, skip_bad: bool) -> Parsed {
-    let mut out = Parsed {
+fn parse_chunk<P: ChunkParse>(chunk: &Chunk, skip_bad: bool) -> Parsed<P> {
+    let mut parsed = Parsed {
         source: chunk.source,
-        records: Vec::with_capacity(chunk.newlines + 1),
+        out: P::new(chunk.source, chunk.newlines + 1),
         errors: Vec::new(),
-        sorted: true,
-        set_changes: false,
     };
     let bytes = chunk.bytes.as_slice();
     let mut line = chunk.first_line;
@@ -79,39 +92,96 @@ fn parse_chunk(chunk: &Chunk, skip_bad: bool) -> Parsed {
         let end = memchr::memchr(b'\n', rest).map_or(bytes.len(), |i| start + i + 1);
         let text = bytes.get(start..end).unwrap_or_default();
         if !is_blank(text) {
-            // Parsed in place: records are too big to move around cheaply.
-            let origin = Origin {
-                source: chunk.source,
-                line,
-            };
-            out.records
-                .push((origin, Record::heartbeat(String::new(), Hlc::MIN)));
-            let parsed = out
-                .records
-                .last_mut()
-                .map_or(Ok(()), |(_, rec)| parse_record_into(text, rec));
-            match parsed {
-                Ok(()) => {
-                    if let [.., (_, before), (_, rec)] = out.records.as_slice() {
-                        out.sorted &= before.hlc <= rec.hlc;
-                    }
-                    if let Some((_, rec)) = out.records.last() {
-                        out.set_changes |= !rec.add.is_empty() || !rec.remove.is_empty();
-                    }
-                }
-                Err(reason) => {
-                    out.records.pop();
-                    out.errors.push(TraceError::new(line, reason));
-                    if !skip_bad {
-                        break;
-                    }
+            if let Err(reason) = parsed.out.line(text, line) {
+                parsed.errors.push(TraceError::new(line, reason));
+                if !skip_bad {
+                    break;
                 }
             }
         }
         line += 1;
         start = end;
     }
-    out
+    parsed
+}
+
+/// Records with their origins: what [`crate::read_traces`] reads.
+pub(crate) struct RecordChunk {
+    source: usize,
+    records: Vec<(Origin, Record)>,
+    /// Whether `records` are in HLC order.
+    sorted: bool,
+    /// Whether some record has an `add` or `remove`.
+    set_changes: bool,
+}
+
+impl ChunkParse for RecordChunk {
+    fn new(source: usize, lines: usize) -> Self {
+        RecordChunk {
+            source,
+            records: Vec::with_capacity(lines),
+            sorted: true,
+            set_changes: false,
+        }
+    }
+
+    fn line(&mut self, text: &[u8], line: usize) -> Result<(), String> {
+        // Parsed in place: records are too big to move around cheaply.
+        let origin = Origin {
+            source: self.source,
+            line,
+        };
+        self.records
+            .push((origin, Record::heartbeat(String::new(), Hlc::MIN)));
+        let parsed = self
+            .records
+            .last_mut()
+            .map_or(Ok(()), |(_, rec)| parse_record_into(text, rec));
+        if let Err(reason) = parsed {
+            self.records.pop();
+            return Err(reason);
+        }
+        if let [.., (_, before), (_, rec)] = self.records.as_slice() {
+            self.sorted &= before.hlc <= rec.hlc;
+        }
+        if let Some((_, rec)) = self.records.last() {
+            self.set_changes |= !rec.add.is_empty() || !rec.remove.is_empty();
+        }
+        Ok(())
+    }
+}
+
+/// The records of every chunk, in input and line order.
+#[derive(Debug)]
+pub(crate) struct RecordLines {
+    pub(crate) records: Vec<(Origin, Record)>,
+    /// Whether the records are in HLC order.
+    pub(crate) sorted: bool,
+    /// Whether some record has an `add` or `remove`.
+    pub(crate) set_changes: bool,
+}
+
+impl Default for RecordLines {
+    fn default() -> Self {
+        RecordLines {
+            records: Vec::new(),
+            sorted: true,
+            set_changes: false,
+        }
+    }
+}
+
+impl ChunkCollect for RecordLines {
+    type Chunk = RecordChunk;
+
+    fn add(&mut self, chunk: RecordChunk) {
+        if let (Some((_, last)), Some((_, first))) = (self.records.last(), chunk.records.first()) {
+            self.sorted &= last.hlc <= first.hlc;
+        }
+        self.sorted &= chunk.sorted;
+        self.set_changes |= chunk.set_changes;
+        self.records.extend(chunk.records);
+    }
 }
 
 /// Cuts one input into chunks of whole lines.
@@ -193,33 +263,33 @@ impl<R: BufRead> ChunkReader<R> {
     }
 }
 
-/// What [`read_lines`] gives: the records in input and line order, the skipped errors, and
-/// what the rest of reading a trace needs to know about them.
-#[derive(Debug)]
-pub(crate) struct Lines {
-    pub(crate) trace: MergedTrace,
-    /// Whether the records are in HLC order.
-    pub(crate) sorted: bool,
-    /// Whether some record has an `add` or `remove`.
-    pub(crate) set_changes: bool,
+/// What reading gives besides the parsed lines: the inputs' names and the skipped errors.
+#[derive(Debug, Default)]
+pub(crate) struct ReadSummary {
+    pub(crate) sources: Vec<String>,
+    /// Bad records skipped (only with `skip_bad`).
+    pub(crate) skipped: usize,
+    /// Up to `MAX_REPORTED_ERRORS` of the skipped records' errors, in input and line order.
+    pub(crate) errors: Vec<TraceError>,
 }
 
-/// Takes parsed chunks in any order and adds them to the trace in chunk order.
-struct Collector {
-    lines: Lines,
+/// Takes parsed chunks in any order and adds them to `sink` in chunk order.
+struct Collector<C: ChunkCollect> {
+    sink: C,
+    summary: ReadSummary,
     skip_bad: bool,
     /// The chunk to add next.
     next: usize,
-    early: BTreeMap<usize, Parsed>,
+    early: BTreeMap<usize, Parsed<C::Chunk>>,
 }
 
-impl Collector {
-    fn add(&mut self, seq: usize, parsed: Parsed) -> Result<(), TraceError> {
+impl<C: ChunkCollect> Collector<C> {
+    fn add(&mut self, seq: usize, parsed: Parsed<C::Chunk>) -> Result<(), TraceError> {
         self.early.insert(seq, parsed);
         while let Some(parsed) = self.early.remove(&self.next) {
             self.next += 1;
-            let trace = &mut self.lines.trace;
-            let name = trace
+            let summary = &mut self.summary;
+            let name = summary
                 .sources
                 .get(parsed.source)
                 .cloned()
@@ -228,38 +298,29 @@ impl Collector {
                 if !self.skip_bad || e.kind == TraceErrorKind::Io {
                     return Err(e.with_source(name));
                 }
-                trace.skipped += 1;
-                if trace.errors.len() < MAX_REPORTED_ERRORS {
-                    trace.errors.push(e.with_source(name.clone()));
+                summary.skipped += 1;
+                if summary.errors.len() < MAX_REPORTED_ERRORS {
+                    summary.errors.push(e.with_source(name.clone()));
                 }
             }
-            if let (Some((_, last)), Some((_, first))) =
-                (trace.records.last(), parsed.records.first())
-            {
-                self.lines.sorted &= last.hlc <= first.hlc;
-            }
-            self.lines.sorted &= parsed.sorted;
-            self.lines.set_changes |= parsed.set_changes;
-            trace.records.extend(parsed.records);
+            self.sink.add(parsed.out);
         }
         Ok(())
     }
 }
 
-/// Reads and parses every line of every input (no sorting or replay), with `threads` parsing
-/// threads (1: on the calling thread) and chunks of about `chunk_bytes`.
-pub(crate) fn read_lines(
+/// Reads and parses every line of every input into `sink` (no sorting or replay), with
+/// `threads` parsing threads (1: on the calling thread) and chunks of about `chunk_bytes`.
+pub(crate) fn read_lines<C: ChunkCollect>(
     inputs: Vec<TraceInput<'_>>,
     opts: &ReadOptions,
     threads: usize,
     chunk_bytes: usize,
-) -> Result<Lines, TraceError> {
+    sink: C,
+) -> Result<(C, ReadSummary), TraceError> {
     let mut out = Collector {
-        lines: Lines {
-            trace: MergedTrace::default(),
-            sorted: true,
-            set_changes: false,
-        },
+        sink,
+        summary: ReadSummary::default(),
         skip_bad: opts.skip_bad,
         next: 0,
         early: BTreeMap::new(),
@@ -267,7 +328,7 @@ pub(crate) fn read_lines(
     let stop = AtomicBool::new(false);
     let (job_tx, job_rx) = mpsc::sync_channel::<Chunk>(threads * 2);
     let job_rx = Mutex::new(job_rx);
-    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    let (done_tx, done_rx) = mpsc::channel::<Done<C::Chunk>>();
     let result = thread::scope(|scope| {
         let mut pool = Pool {
             jobs: job_tx,
@@ -277,7 +338,7 @@ pub(crate) fn read_lines(
             started: false,
         };
         let (job_rx, stop, skip_bad) = (&job_rx, &stop, opts.skip_bad);
-        let mut spawn = |done: &Sender<Done>| {
+        let mut spawn = |done: &Sender<Done<C::Chunk>>| {
             for _ in 0..threads {
                 let done = done.clone();
                 scope.spawn(move || work(job_rx, done, stop, skip_bad));
@@ -289,21 +350,26 @@ pub(crate) fn read_lines(
         drop(pool);
         result
     });
-    result.map(|()| out.lines)
+    result.map(|()| (out.sink, out.summary))
 }
 
 /// The calling thread's side of the worker threads.
-struct Pool {
+struct Pool<P> {
     jobs: SyncSender<Chunk>,
-    done: Receiver<Done>,
+    done: Receiver<Done<P>>,
     /// Cloned into each worker when they start, then dropped, so that `done` fails instead of
     /// waiting forever if every worker has died.
-    done_tx: Option<Sender<Done>>,
+    done_tx: Option<Sender<Done<P>>>,
     threads: usize,
     started: bool,
 }
 
-fn work(jobs: &Mutex<Receiver<Chunk>>, done: Sender<Done>, stop: &AtomicBool, skip_bad: bool) {
+fn work<P: ChunkParse>(
+    jobs: &Mutex<Receiver<Chunk>>,
+    done: Sender<Done<P>>,
+    stop: &AtomicBool,
+    skip_bad: bool,
+) {
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
@@ -320,13 +386,11 @@ fn work(jobs: &Mutex<Receiver<Chunk>>, done: Sender<Done>, stop: &AtomicBool, sk
         let parsed = panic::catch_unwind(AssertUnwindSafe(|| parse_chunk(&job, skip_bad)))
             .unwrap_or_else(|_| Parsed {
                 source: job.source,
-                records: Vec::new(),
+                out: P::new(job.source, 0),
                 errors: vec![TraceError::io(
                     job.first_line,
                     "internal error: parsing this part of the trace failed",
                 )],
-                sorted: true,
-                set_changes: false,
             });
         if done.send((job.seq, parsed)).is_err() {
             return;
@@ -334,17 +398,17 @@ fn work(jobs: &Mutex<Receiver<Chunk>>, done: Sender<Done>, stop: &AtomicBool, sk
     }
 }
 
-fn drive(
+fn drive<C: ChunkCollect>(
     inputs: Vec<TraceInput<'_>>,
     chunk_bytes: usize,
-    out: &mut Collector,
-    pool: &mut Pool,
-    spawn: &mut dyn FnMut(&Sender<Done>),
+    out: &mut Collector<C>,
+    pool: &mut Pool<C::Chunk>,
+    spawn: &mut SpawnWorkers<'_, C::Chunk>,
 ) -> Result<(), TraceError> {
     let mut sent = 0;
     let skip_bad = out.skip_bad;
     for (source, input) in inputs.into_iter().enumerate() {
-        out.lines.trace.sources.push(input.name.clone());
+        out.summary.sources.push(input.name.clone());
         let mut chunks = ChunkReader::new(input.reader, chunk_bytes);
         loop {
             let (first_line, newlines, bytes) = match chunks.next_chunk() {
@@ -368,7 +432,7 @@ fn drive(
             // Small inputs (one chunk, nothing else in progress) and single-core machines
             // parse right here.
             if pool.threads <= 1 || (!pool.started && chunks.done) {
-                let parsed = parse_chunk(&job, skip_bad);
+                let parsed = parse_chunk::<C::Chunk>(&job, skip_bad);
                 out.add(job.seq, parsed)?;
                 continue;
             }
@@ -390,7 +454,11 @@ fn drive(
 }
 
 /// Waits for parsed chunks until every chunk before `upto` has been added.
-fn collect_until(out: &mut Collector, pool: &Pool, upto: usize) -> Result<(), TraceError> {
+fn collect_until<C: ChunkCollect>(
+    out: &mut Collector<C>,
+    pool: &Pool<C::Chunk>,
+    upto: usize,
+) -> Result<(), TraceError> {
     while out.next < upto {
         match pool.done.recv() {
             Ok((seq, parsed)) => out.add(seq, parsed)?,
@@ -445,17 +513,17 @@ mod tests {
                 reader: Box::new(bytes.as_slice()),
             })
             .collect();
-        match read_lines(inputs, &ReadOptions { skip_bad }, threads, chunk_bytes) {
-            Ok(lines) => {
-                let trace = lines.trace;
-                let sorted = trace.records.is_sorted_by_key(|(_, rec)| rec.hlc);
+        let opts = ReadOptions { skip_bad };
+        match read_lines(inputs, &opts, threads, chunk_bytes, RecordLines::default()) {
+            Ok((lines, trace)) => {
+                let sorted = lines.records.is_sorted_by_key(|(_, rec)| rec.hlc);
                 assert_eq!(lines.sorted, sorted);
-                let set_changes = trace
+                let set_changes = lines
                     .records
                     .iter()
                     .any(|(_, r)| !r.add.is_empty() || !r.remove.is_empty());
                 assert_eq!(lines.set_changes, set_changes);
-                let records = trace
+                let records = lines
                     .records
                     .iter()
                     .map(|(o, rec)| format!("{}:{}: {rec:?}", o.source, o.line))
@@ -588,7 +656,8 @@ mod tests {
                             },
                         )),
                     };
-                    let e = read_lines(vec![input], &ReadOptions { skip_bad }, threads, chunk)
+                    let opts = ReadOptions { skip_bad };
+                    let e = read_lines(vec![input], &opts, threads, chunk, RecordLines::default())
                         .unwrap_err();
                     let want = want.and_then(Result::err).map(|e| (e.line, e.kind));
                     assert_eq!(Some((e.line, e.kind)), want, "step {step}");

@@ -30,6 +30,7 @@ use serde::de::{
 };
 use serde_json::value::RawValue;
 
+use crate::columnar::{NodeIdx, NodeTable, VarIdx, VarTable};
 use crate::hlc::Hlc;
 use crate::record::{Record, VarName, MAX_NODE_ID_BYTES};
 use crate::value::{SetValue, Value};
@@ -470,6 +471,248 @@ fn number(text: &str) -> Result<Value, Reject> {
             .ok_or(Reject)
     } else {
         text.parse::<i64>().map(Value::Int).map_err(|_| Reject)
+    }
+}
+
+/// One line read by [`fill_columnar`]: the record's fields, with node and variables interned.
+/// Reused from line to line (the vectors keep their capacity).
+#[derive(Debug, Default)]
+pub(crate) struct LineParts {
+    pub(crate) node: NodeIdx,
+    pub(crate) hlc: Hlc,
+    pub(crate) leave: bool,
+    pub(crate) unset: Vec<VarIdx>,
+    pub(crate) set: Vec<(VarIdx, Option<Value>)>,
+    pub(crate) remove: Vec<(VarIdx, SetValue)>,
+    pub(crate) add: Vec<(VarIdx, SetValue)>,
+}
+
+impl LineParts {
+    fn clear(&mut self) {
+        self.node = 0;
+        self.hlc = Hlc::MIN;
+        self.leave = false;
+        self.unset.clear();
+        self.set.clear();
+        self.remove.clear();
+        self.add.clear();
+    }
+}
+
+/// The columnar fast path: like [`fill`], but the node id and variable names are interned in
+/// `nodes`/`vars` as they are read (no string is allocated for a name seen before) and the
+/// fields land in `parts`. `false` if the line is bad or the fast path is unsure; then `parts`
+/// holds garbage and `nodes`/`vars` may hold names of this line, which the caller forgets.
+pub(crate) fn fill_columnar(
+    text: &str,
+    nodes: &mut NodeTable,
+    vars: &mut VarTable,
+    parts: &mut LineParts,
+) -> bool {
+    parts.clear();
+    let mut de = serde_json::Deserializer::from_str(text);
+    let visitor = ColumnarVisitor { nodes, vars, parts };
+    (&mut de).deserialize_map(visitor).is_ok() && de.end().is_ok()
+}
+
+struct ColumnarVisitor<'a> {
+    nodes: &'a mut NodeTable,
+    vars: &'a mut VarTable,
+    parts: &'a mut LineParts,
+}
+
+impl<'de> Visitor<'de> for ColumnarVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a trace record object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let ColumnarVisitor { nodes, vars, parts } = self;
+        let mut seen = 0u8;
+        while let Some(field) = map.next_key_seed(FieldSeed)? {
+            let bit = 1u8 << field as u8;
+            if seen & bit != 0 {
+                return Err(reject());
+            }
+            seen |= bit;
+            match field {
+                Field::Node => parts.node = map.next_value_seed(NodeSeed(nodes))?,
+                Field::Hlc => parts.hlc = map.next_value_seed(HlcSeed)?,
+                Field::Set => map.next_value_seed(AssignIdxSeed(vars, &mut parts.set))?,
+                Field::Unset => map.next_value_seed(UnsetIdxSeed(vars, &mut parts.unset))?,
+                Field::Add => map.next_value_seed(ChangesIdxSeed(vars, &mut parts.add))?,
+                Field::Remove => map.next_value_seed(ChangesIdxSeed(vars, &mut parts.remove))?,
+                Field::Leave => parts.leave = map.next_value()?,
+                // Not part of the columnar form, but checked like the reference reader does.
+                Field::Pt => {
+                    map.next_value::<u64>()?;
+                }
+            }
+        }
+        let both = (1 << Field::Node as u8) | (1 << Field::Hlc as u8);
+        if seen & both != both {
+            return Err(reject());
+        }
+        Ok(())
+    }
+}
+
+/// A node id, interned.
+struct NodeSeed<'a>(&'a mut NodeTable);
+
+impl<'de> DeserializeSeed<'de> for NodeSeed<'_> {
+    type Value = NodeIdx;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<NodeIdx, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for NodeSeed<'_> {
+    type Value = NodeIdx;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a node id")
+    }
+
+    fn visit_str<E: de::Error>(self, id: &str) -> Result<NodeIdx, E> {
+        if id.is_empty() || id.len() > MAX_NODE_ID_BYTES {
+            return Err(reject());
+        }
+        Ok(self.0.intern(id))
+    }
+}
+
+/// A `log.key` string, interned.
+struct VarIdxSeed<'a>(&'a mut VarTable);
+
+impl<'de> DeserializeSeed<'de> for VarIdxSeed<'_> {
+    type Value = VarIdx;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<VarIdx, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for VarIdxSeed<'_> {
+    type Value = VarIdx;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a variable name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<VarIdx, E> {
+        self.0.intern_str(name).ok_or_else(reject)
+    }
+}
+
+/// Whether the variables of one JSON object are distinct (an escaped spelling of a name
+/// interns to the same index, so this also catches `"a.b"` next to `"\u0061.b"`).
+fn distinct_idx<T>(items: &[(VarIdx, T)]) -> bool {
+    if items.len() <= 16 {
+        items
+            .iter()
+            .enumerate()
+            .all(|(i, a)| items[..i].iter().all(|b| a.0 != b.0))
+    } else {
+        let mut keys: Vec<VarIdx> = items.iter().map(|(v, _)| *v).collect();
+        keys.sort_unstable();
+        keys.windows(2).all(|w| w[0] != w[1])
+    }
+}
+
+/// The `set` object.
+struct AssignIdxSeed<'a>(&'a mut VarTable, &'a mut Vec<(VarIdx, Option<Value>)>);
+
+impl<'de> DeserializeSeed<'de> for AssignIdxSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AssignIdxSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of assignments")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let AssignIdxSeed(vars, out) = self;
+        while let Some(var) = map.next_key_seed(VarIdxSeed(vars))? {
+            let raw: &'de RawValue = map.next_value()?;
+            let value = match raw.get() {
+                "null" => None,
+                text => Some(lift(value(text, 0))?),
+            };
+            out.push((var, value));
+        }
+        if !distinct_idx(out) {
+            return Err(reject());
+        }
+        Ok(())
+    }
+}
+
+/// The `unset` array.
+struct UnsetIdxSeed<'a>(&'a mut VarTable, &'a mut Vec<VarIdx>);
+
+impl<'de> DeserializeSeed<'de> for UnsetIdxSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UnsetIdxSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of variable names")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let UnsetIdxSeed(vars, out) = self;
+        while let Some(var) = seq.next_element_seed(VarIdxSeed(vars))? {
+            out.push(var);
+        }
+        Ok(())
+    }
+}
+
+/// The `add` or `remove` object.
+struct ChangesIdxSeed<'a>(&'a mut VarTable, &'a mut Vec<(VarIdx, SetValue)>);
+
+impl<'de> DeserializeSeed<'de> for ChangesIdxSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ChangesIdxSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object of set changes")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let ChangesIdxSeed(vars, out) = self;
+        while let Some(var) = map.next_key_seed(VarIdxSeed(vars))? {
+            let elems = map.next_value_seed(ElementsSeed)?;
+            out.push((var, elems));
+        }
+        if !distinct_idx(out) {
+            return Err(reject());
+        }
+        Ok(())
     }
 }
 

@@ -169,11 +169,18 @@ impl HlcClock {
 
     /// Stamps a local or send event. On error the clock is unchanged.
     pub fn now(&mut self) -> Result<Hlc, HlcError> {
+        self.now_with_physical().map(|(hlc, _)| hlc)
+    }
+
+    /// [`HlcClock::now`], also returning the physical reading the stamp was made from (a
+    /// record's optional `pt`, SPEC §1.3): the HLC alone cannot say it, since `l` may have been
+    /// pushed ahead of the local clock by a received stamp.
+    pub fn now_with_physical(&mut self) -> Result<(Hlc, u64), HlcError> {
         let pt = self.read_physical()?;
         let (l, c) = (self.last.physical(), self.last.logical());
         let l2 = l.max(pt);
         let c2 = if l2 == l { c + 1 } else { 0 };
-        self.advance(l2, c2)
+        self.advance(l2, c2).map(|hlc| (hlc, pt))
     }
 
     /// Merges a received timestamp and stamps the receive event. On error the clock is unchanged.
@@ -390,6 +397,172 @@ mod tests {
         assert!(send < recv);
         let next = n2.now().unwrap();
         assert!(recv < next);
+    }
+
+    #[test]
+    fn receive_overflow_is_an_error_in_every_branch() {
+        // l' == l == lm: max(c, cm) + 1.
+        let (mut clock, _time) = manual_clock(100);
+        clock.now().unwrap();
+        assert_eq!(
+            clock.update(hlc(100, 65535)),
+            Err(HlcError::CounterOverflow { physical: 100 })
+        );
+        // l' == l only: c + 1.
+        let (mut clock, time) = manual_clock(200);
+        for _ in 0..=Hlc::MAX_LOGICAL {
+            clock.now().unwrap();
+        }
+        time.store(150, Ordering::SeqCst);
+        assert_eq!(
+            clock.update(hlc(100, 0)),
+            Err(HlcError::CounterOverflow { physical: 200 })
+        );
+        assert_eq!(clock.last(), hlc(200, 65535));
+        // l' == lm only: cm + 1.
+        let (mut clock, _time) = manual_clock(100);
+        assert_eq!(
+            clock.update(hlc(300, 65535)),
+            Err(HlcError::CounterOverflow { physical: 300 })
+        );
+        assert_eq!(clock.last(), Hlc::MIN);
+    }
+
+    #[test]
+    fn overflow_clears_once_physical_time_moves_on() {
+        let (mut clock, time) = manual_clock(100);
+        for _ in 0..=Hlc::MAX_LOGICAL {
+            clock.now().unwrap();
+        }
+        assert!(clock.now().is_err());
+        assert!(clock.update(hlc(50, 0)).is_err());
+        time.store(101, Ordering::SeqCst);
+        assert_eq!(clock.now(), Ok(hlc(101, 0)));
+    }
+
+    #[test]
+    fn drift_is_measured_against_physical_time_not_the_clock() {
+        // The clock got ahead of physical time through an earlier receive; that does not
+        // widen the window for the next remote stamp.
+        let (mut clock, _time) = manual_clock(1000);
+        assert_eq!(clock.update(hlc(1500, 0)), Ok(hlc(1500, 1)));
+        assert!(matches!(
+            clock.update(hlc(1600, 0)),
+            Err(HlcError::DriftExceeded { .. })
+        ));
+        // A remote stamp behind the clock but ahead of physical time within the bound is fine.
+        assert_eq!(clock.update(hlc(1200, 9)), Ok(hlc(1500, 2)));
+    }
+
+    #[test]
+    fn zero_drift_accepts_only_stamps_up_to_physical_time() {
+        let (clock, time) = manual_clock(1000);
+        let mut clock = clock.with_max_drift_ms(0);
+        assert_eq!(clock.update(hlc(1000, 7)), Ok(hlc(1000, 8)));
+        assert!(clock.update(hlc(1001, 0)).is_err());
+        time.store(1001, Ordering::SeqCst);
+        assert_eq!(clock.update(hlc(1001, 0)), Ok(hlc(1001, 1)));
+    }
+
+    #[test]
+    fn clocks_are_send() {
+        fn send<T: Send>() {}
+        send::<HlcClock>();
+        send::<Hlc>();
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// One step of a simulated run of three nodes.
+        #[derive(Clone, Debug)]
+        enum Step {
+            /// Real time moves forward (ms).
+            Tick(u64),
+            /// A node's physical clock is set to real time plus this skew: clocks disagree by
+            /// up to 200 ms, and a clock may step back.
+            Skew(usize, u64),
+            /// A local event.
+            Local(usize),
+            /// A node sends to another; the message waits in the receiver's inbox.
+            Send(usize, usize),
+            /// A node receives the oldest message in its inbox, if any.
+            Receive(usize),
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                (0..50u64).prop_map(Step::Tick),
+                (0..3usize, 0..200u64).prop_map(|(n, s)| Step::Skew(n, s)),
+                (0..3usize).prop_map(Step::Local),
+                (0..3usize, 0..3usize).prop_map(|(a, b)| Step::Send(a, b)),
+                (0..3usize).prop_map(Step::Receive),
+            ]
+        }
+
+        proptest! {
+            /// SPEC §1.2's property: if e happened before f then hlc(e) < hlc(f) — along a
+            /// node's own events and from a send to its receive — with physical clocks that
+            /// disagree (within the drift bound, so nothing is refused), stall and step back.
+            /// And the HLC never runs more than the drift bound ahead of physical time.
+            #[test]
+            fn happened_before_implies_hlc_order(
+                skews in proptest::collection::vec(0..200u64, 3),
+                steps in proptest::collection::vec(step(), 1..300),
+            ) {
+                let mut real = 1_000_000u64;
+                let mut skews = skews;
+                let times: Vec<Arc<AtomicU64>> =
+                    skews.iter().map(|s| Arc::new(AtomicU64::new(real + s))).collect();
+                let mut clocks: Vec<HlcClock> = times
+                    .iter()
+                    .map(|t| {
+                        let t = Arc::clone(t);
+                        HlcClock::new(move || t.load(Ordering::SeqCst))
+                    })
+                    .collect();
+                let mut last = [Hlc::MIN; 3];
+                let mut inbox: Vec<std::collections::VecDeque<Hlc>> = vec![Default::default(); 3];
+                let mut event = |clocks: &mut Vec<HlcClock>, n: usize, stamp: Hlc| {
+                    prop_assert!(stamp > last[n], "node {n}: {stamp} after {}", last[n]);
+                    let pt = times[n].load(Ordering::SeqCst);
+                    prop_assert!(stamp.physical() <= pt + clocks[n].max_drift_ms());
+                    last[n] = stamp;
+                    Ok(())
+                };
+                for step in steps {
+                    match step {
+                        Step::Tick(d) => {
+                            real += d;
+                            for (t, s) in times.iter().zip(&skews) {
+                                t.store(real + s, Ordering::SeqCst);
+                            }
+                        }
+                        Step::Skew(n, s) => {
+                            skews[n] = s;
+                            times[n].store(real + s, Ordering::SeqCst);
+                        }
+                        Step::Local(n) => {
+                            let stamp = clocks[n].now().unwrap();
+                            event(&mut clocks, n, stamp)?;
+                        }
+                        Step::Send(a, b) => {
+                            let stamp = clocks[a].now().unwrap();
+                            event(&mut clocks, a, stamp)?;
+                            inbox[b].push_back(stamp);
+                        }
+                        Step::Receive(n) => {
+                            if let Some(sent) = inbox[n].pop_front() {
+                                let stamp = clocks[n].update(sent).unwrap();
+                                prop_assert!(sent < stamp, "receive {stamp} not after send {sent}");
+                                event(&mut clocks, n, stamp)?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

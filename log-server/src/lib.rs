@@ -1,7 +1,11 @@
 //! The trace model of RQL: HLC timestamps, values, trace records (`rql-trace/1`), the NDJSON
-//! reader and per-node state. The log server itself (behind a cargo feature) builds on these.
+//! reader and per-node state. The log server itself (feature `server`) and its client library
+//! (feature `client`: the recorder nodes use, and stream subscriptions) build on these.
 
 mod chunked;
+#[cfg(feature = "client")]
+pub mod client;
+pub mod columnar;
 mod fast;
 pub mod hlc;
 mod json;

@@ -156,12 +156,17 @@ pub fn parse_record(line: &[u8]) -> Result<Record, String> {
 /// [`parse_record`] into `rec`, which must be a fresh heartbeat; after an error it holds
 /// garbage.
 pub(crate) fn parse_record_into(line: &[u8], rec: &mut Record) -> Result<(), String> {
-    let text = std::str::from_utf8(line)
-        .map_err(|e| format!("invalid UTF-8 at byte {} of the line", e.valid_up_to() + 1))?;
+    let text = utf8_line(line)?;
     if !fast::fill(text, rec) {
         *rec = parse_record_reference(text)?;
     }
     Ok(())
+}
+
+/// A line as text, or the error that names where its UTF-8 breaks.
+pub(crate) fn utf8_line(line: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(line)
+        .map_err(|e| format!("invalid UTF-8 at byte {} of the line", e.valid_up_to() + 1))
 }
 
 /// The reference reader: JSON to a `Json` tree (duplicate keys and exact integer literals
@@ -469,8 +474,19 @@ pub fn read_traces(
     inputs: Vec<TraceInput<'_>>,
     opts: &ReadOptions,
 ) -> Result<MergedTrace, TraceError> {
-    let lines = chunked::read_lines(inputs, opts, chunked::parse_threads(), CHUNK_BYTES)?;
-    let mut trace = lines.trace;
+    let (lines, summary) = chunked::read_lines(
+        inputs,
+        opts,
+        chunked::parse_threads(),
+        CHUNK_BYTES,
+        chunked::RecordLines::default(),
+    )?;
+    let mut trace = MergedTrace {
+        sources: summary.sources,
+        records: lines.records,
+        skipped: summary.skipped,
+        errors: summary.errors,
+    };
     // Traces are usually written in HLC order already.
     if !lines.sorted {
         trace.records.sort_by_key(|(_, rec)| rec.hlc);

@@ -2,11 +2,14 @@
 //! parses arguments and dispatches.
 
 mod check;
+mod demo;
 mod gen;
 mod query;
 mod replay;
 mod serve;
+mod shell;
 mod stream;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -18,12 +21,14 @@ use clap::{Parser, Subcommand};
     version,
     about = "Query the consistent cuts of a distributed system's trace",
     long_about = "rql answers: was there a consistent global state in which this predicate held?\n\
-                  Start with `rql check -e 'QUERY'` to see how a query parses, then\n\
+                  `rql demo` shows it at work on a simulated cluster. Start with\n\
+                  `rql check -e 'QUERY'` to see how a query parses, then\n\
                   `rql replay TRACE -e 'QUERY'` to run it over a saved trace."
 )]
 struct Cli {
+    /// Without a subcommand, `rql` starts the interactive shell (as `rql repl`).
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -50,15 +55,47 @@ enum Command {
     /// Prints `listening on http://ADDR (data: DIR)` once ready; stops on SIGINT/SIGTERM after
     /// finishing requests in flight. Exit status: 0 after a clean stop, 1 if it cannot start.
     Serve(Box<serve::ServeArgs>),
+    /// Run a query live over log servers: print every satisfying cut as its step becomes final.
+    ///
+    /// Starts at the servers' current frontier (or at SINCE / ON TIME), follows the per-node
+    /// frontier of SPEC §5 (idle nodes reported as stale, late records flagged), reconnects to
+    /// a lost server, and stops on SIGINT/SIGTERM after flushing. Exit status: 0 after a clean
+    /// stop, 2 for an error in the query, 1 if it cannot go on.
+    Watch(Box<watch::WatchArgs>),
+    /// See rql at work: a simulated cluster, live alerts, and consistent cuts against naive
+    /// physical-time ordering.
+    ///
+    /// Starts a log server on a loopback port, runs nodes with skewed clocks that pay each
+    /// other (money is conserved), a replicated register whose followers lag, and now and then
+    /// an injected bug; prints the alerts of live queries as they fire, then a summary: the
+    /// consistent-cut query catches exactly the injected bugs, ordering the same records by
+    /// physical time raises false alarms. Ctrl-C ends it early, with the summary. Exit status:
+    /// 0 after the summary, 1 if the demo could not run.
+    Demo(demo::DemoArgs),
+    /// The interactive shell (also `rql` alone): statements end with ';', `\\help` lists
+    /// the meta-commands.
+    ///
+    /// On a terminal: line editing, history, Tab completion, and Ctrl-C cancels a running
+    /// query. With piped input: the statements run in order, results on stdout, errors on
+    /// stderr. Exit status (piped input): 0 if every statement succeeded, 2 if some had an
+    /// error in the query or command (and none failed otherwise), 1 if a run, trace or server
+    /// failed.
+    Repl(Box<shell::ReplArgs>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let Some(command) = cli.command else {
+        return shell::run(&shell::ReplArgs::defaults());
+    };
+    match command {
         Command::Check(src) => check::run(&src),
         Command::Replay(args) => replay::run_replay(&args),
         Command::Explain(args) => replay::run_explain(&args),
         Command::Gen(args) => gen::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Watch(args) => watch::run(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::Repl(args) => shell::run(&args),
     }
 }

@@ -5,12 +5,10 @@ use std::io::{BufReader, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use log_server::{
-    read_traces, MergedTrace, ReadOptions, Record, TraceError, TraceErrorKind, TraceInput,
-};
+use log_server::columnar::{read_columnar, LoadedTrace};
+use log_server::{ReadOptions, TraceError, TraceErrorKind, TraceInput};
 use rql_exec::{
-    catalog_of, catalog_of_columnar, replay_columnar, Columnar, Emitted, ExecOptions, Format,
-    RecordWriter, Stats,
+    catalog_of_columnar, replay_columnar, Emitted, ExecOptions, Format, RecordWriter, Stats,
 };
 use rql_planner::{explain, plan_statement, Catalog, Plan};
 
@@ -68,8 +66,8 @@ pub struct ExplainArgs {
     pub max_bindings: u64,
 }
 
-/// Read and merge trace files; `-` is stdin.
-fn read_inputs(paths: &[String], skip_bad: bool) -> Result<MergedTrace, String> {
+/// Read and merge trace files into memory; `-` is stdin.
+pub(crate) fn read_inputs(paths: &[String], skip_bad: bool) -> Result<LoadedTrace, String> {
     let mut inputs = Vec::new();
     for p in paths {
         if p == "-" {
@@ -85,7 +83,7 @@ fn read_inputs(paths: &[String], skip_bad: bool) -> Result<MergedTrace, String> 
             });
         }
     }
-    read_traces(inputs, &ReadOptions { skip_bad }).map_err(|e| trace_error(&e))
+    read_columnar(inputs, &ReadOptions { skip_bad }).map_err(|e| trace_error(&e))
 }
 
 /// A trace error as the user sees it, with what to do about a bad record.
@@ -181,11 +179,8 @@ pub fn run_replay(args: &ReplayArgs) -> ExitCode {
             trace.skipped - trace.errors.len()
         );
     }
-    let records: Vec<&Record> = trace.records.iter().map(|(_, r)| r).collect();
-    let cols = Columnar::from_records(&records);
-    drop(records);
-    let records_count = trace.records.len();
-    drop(trace.records);
+    let records_count = trace.records;
+    let cols = trace.cols;
     let catalog = catalog_of_columnar(&cols);
     let plans = match plan_all(&q, &catalog) {
         Ok(p) => p,
@@ -343,7 +338,7 @@ pub fn run_explain(args: &ExplainArgs) -> ExitCode {
         }
     } else {
         match read_inputs(&args.traces, false) {
-            Ok(t) => catalog_of(t.records.iter().map(|(_, r)| r)),
+            Ok(t) => catalog_of_columnar(&t.cols),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(EXIT_FAILURE);

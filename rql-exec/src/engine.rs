@@ -12,13 +12,17 @@ use rql_planner::ops::{Val, Warnings};
 use rql_planner::strategy::{choose, AggMethod, GroupMethod, OuterMethod};
 use rql_planner::{BindingUnit, OutputItem, Plan, TimeSpec};
 
-use crate::columnar::{HlcGroup, Names, NodeIdx, Steps, VarIdx};
+use crate::columnar::{HlcGroup, Names, NodeIdx, Steps, VarIdx, VarTable};
+
+mod carry;
 use crate::compile::{
-    aggregate_over_p, eval, holds, strict_units, CExpr, Compiler, Env, NameLookup, Site,
+    aggregate_over_p, eval, eval_plain, holds, strict_units, CExpr, Compiler, Env, NameLookup,
+    PlainKind, Site,
 };
 use crate::incremental::{same_value, AggState, Extremes, NodeTruth};
 use crate::output::{CutRecord, EndRecord, OutValue, OutputRecord};
 use crate::state::{ApplyError, CutState};
+pub use carry::Carry;
 
 /// Default bound on the outer bindings enumerated for one cut.
 pub const DEFAULT_MAX_BINDINGS: u64 = 10_000_000;
@@ -129,12 +133,12 @@ enum Outer {
 }
 
 /// WHEN's answer for given aggregate and group values, with the warnings it raised (counted
-/// again each time the answer is reused, as if WHEN had been evaluated).
+/// again each time the answer is reused, as if WHEN had been evaluated; `None` if none).
 struct DirectAnswer {
     aggs: Vec<Val>,
     groups: Vec<Option<bool>>,
     holds: bool,
-    warnings: Warnings,
+    warnings: Option<Warnings>,
 }
 
 /// Identical values, kind included; containers are never taken as identical (no reuse).
@@ -206,7 +210,9 @@ impl Emitted<'_, '_> {
 
 pub struct Engine<'p> {
     plan: &'p Plan,
-    names: &'p Names,
+    /// The variables of the trace (a copy: a live query rebuilds its engine when names appear,
+    /// so the engine must not borrow them from the driver).
+    vars: VarTable,
     max_bindings: u64,
     cut: CutState,
     referenced: Vec<bool>,
@@ -232,7 +238,7 @@ pub struct Engine<'p> {
 }
 
 impl<'p> Engine<'p> {
-    pub fn new(plan: &'p Plan, names: &'p Names, opts: ExecOptions) -> Engine<'p> {
+    pub fn new(plan: &'p Plan, names: &Names, opts: ExecOptions) -> Engine<'p> {
         let nodes = names.nodes.len();
         let vars = &names.vars;
         let from_var: Vec<bool> = (0..vars.len())
@@ -382,7 +388,7 @@ impl<'p> Engine<'p> {
             .collect();
         Engine {
             plan,
-            names,
+            vars: names.vars.clone(),
             max_bindings: opts.max_bindings,
             cut,
             referenced,
@@ -455,7 +461,7 @@ impl<'p> Engine<'p> {
         for rec in &steps.records[group.start as usize..group.end as usize] {
             let n = rec.node;
             self.cut
-                .apply(rec, &steps.ops, &self.names.vars)
+                .apply(rec, &steps.ops, &self.vars)
                 .map_err(ExecError::Apply)?;
             if self.mark[n as usize] != self.epoch {
                 self.mark[n as usize] = self.epoch;
@@ -547,17 +553,28 @@ impl<'p> Engine<'p> {
                 }
                 continue;
             }
-            changed = true;
             let mut raised = Warnings::default();
-            self.agg_values[i] = match func {
+            let now = match func {
                 Some(f) => state.value_as(f, &mut raised),
                 None => state.value(&mut raised),
             };
-            w.merge(&raised);
-            *seen = (
-                Some(state.version()),
-                (raised != Warnings::default()).then_some(raised),
-            );
+            // A new version often has the same value (another node now holds the extreme):
+            // then WHEN's answer can be reused without comparing every value again.
+            let value = &mut self.agg_values[i];
+            let same = match (&*value, &now) {
+                (Some(a), Some(b)) => same_value(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                changed = true;
+                *value = now;
+            }
+            let raised = (!raised.is_empty()).then_some(raised);
+            if let Some(r) = &raised {
+                w.merge(r);
+            }
+            *seen = (Some(state.version()), raised);
         }
         for (i, g) in self.groups.iter().enumerate() {
             let now = g.as_ref().map(|g| g.holds_everywhere(&self.cut));
@@ -591,19 +608,35 @@ impl<'p> Engine<'p> {
                     if !parts_changed
                         || (a.groups == self.group_values && identical(&a.aggs, &self.agg_values))
                     {
-                        w.merge(&a.warnings);
+                        if let Some(again) = &a.warnings {
+                            w.merge(again);
+                        }
                         return Ok(a.holds.then(Vec::new));
                     }
                 }
                 let mut warnings = Warnings::default();
                 let answer = holds(when, &base, &mut warnings);
-                w.merge(&warnings);
-                *last = Some(DirectAnswer {
-                    aggs: self.agg_values.clone(),
-                    groups: self.group_values.clone(),
-                    holds: answer,
-                    warnings,
-                });
+                let warnings = (!warnings.is_empty()).then_some(warnings);
+                if let Some(raised) = &warnings {
+                    w.merge(raised);
+                }
+                match last {
+                    // Into the previous answer's vectors: no allocation per cut.
+                    Some(a) => {
+                        a.aggs.clone_from(&self.agg_values);
+                        a.groups.clone_from(&self.group_values);
+                        a.holds = answer;
+                        a.warnings = warnings;
+                    }
+                    None => {
+                        *last = Some(DirectAnswer {
+                            aggs: self.agg_values.clone(),
+                            groups: self.group_values.clone(),
+                            holds: answer,
+                            warnings,
+                        })
+                    }
+                }
                 Ok(answer.then(Vec::new))
             }
             Outer::NodeCache { truth, empty } => {
@@ -718,7 +751,7 @@ impl<'p> Engine<'p> {
 
     fn cut_record(&self, hlc: Hlc, begin: bool, binding: &[NodeIdx]) -> OutputRecord {
         let p = self.cut.participants();
-        let vars = &self.names.vars;
+        let vars = &self.vars;
         let mut values: Vec<(String, OutValue)> = Vec::new();
         let mut push = |name: String, v: OutValue| {
             // Identical names print once, at the first position (SPEC §6).
@@ -1087,9 +1120,17 @@ fn extreme_truth(
         groups: base.groups,
     };
     let mut scratch = Warnings::default();
-    match eval(&x.when, &env, &mut scratch) {
-        Some(Value::Bool(true)) => Some(true),
-        Some(Value::Bool(false)) if mixing_is_exact(x, base, &x.when) => Some(false),
+    let truth = match eval_plain(&x.when, &env) {
+        // Evaluated without a warning.
+        Some(p) if p.kind() == PlainKind::Bool => Some(p.as_bool()),
+        _ => match eval(&x.when, &env, &mut scratch) {
+            Some(Value::Bool(b)) => Some(b),
+            _ => None,
+        },
+    };
+    match truth {
+        Some(true) => Some(true),
+        Some(false) if mixing_is_exact(x, base, &x.when) => Some(false),
         _ => {
             w.merge(&scratch);
             None

@@ -21,72 +21,72 @@ use crate::columnar::{NodeIdx, VarIdx};
 use crate::compile::{eval, holds, CExpr, Env, Site};
 use crate::state::CutState;
 
-/// A cheap exact order over numbers (ints and floats together) and strings, for the ordered
-/// multisets: a number is its nearest f64 plus the int's exact distance from it, so comparing
-/// is one float comparison and rarely an integer one, never a slow cross-kind path. Numbers
-/// sort before strings; equal numbers (1 and 1.0) have equal keys.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum OrdKey {
-    Num(F64Ord, i64),
-    Str(String),
+/// The high 64 bits of every string's key in [`ExtremeTree`]: above every number's (no finite
+/// f64 has order bits `u64::MAX`), so numbers sort before strings.
+const STRING_CLASS: u64 = u64::MAX;
+
+/// Added to an int's residual (see [`value_bits`]) so the field orders as an unsigned number.
+const RESIDUAL_BIAS: i64 = 1 << 31;
+
+/// The value part (bits 32..128) of a value's key in [`ExtremeTree`], `None` for values that
+/// are neither numbers nor strings. A number is its nearest f64 (as order bits) followed by the
+/// int's exact distance from it, so the unsigned order of keys is the exact numeric order over
+/// ints and floats together, and equal numbers (1 and 1.0) have equal value parts. Every string
+/// has the same value part: strings are told apart by comparing their bytes.
+fn value_bits(v: &Value) -> Option<u128> {
+    let (f, residual) = match v {
+        // Exactly representable: no residual (the common case, no wide arithmetic).
+        Value::Int(i) if i.unsigned_abs() <= 1 << 53 => (*i as f64, 0),
+        Value::Int(i) => {
+            let r = *i as f64;
+            // |i - r| is at most half an ulp of r, at most 2^10 for an i64: it fits the 32-bit
+            // field with room to spare.
+            (r, (*i as i128 - r as i128) as i64)
+        }
+        Value::Float(f) => (*f, 0),
+        Value::Str(_) => return Some((STRING_CLASS as u128) << 64),
+        _ => return None,
+    };
+    Some(((order_bits(f) as u128) << 64) | (((residual + RESIDUAL_BIAS) as u128) << 32))
 }
 
-/// An f64 with a total order; -0.0 is stored as 0.0, and NaN never occurs (values are finite).
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct F64Ord(f64);
-
-impl Eq for F64Ord {}
-
-impl PartialOrd for F64Ord {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
+/// An f64's bits, mapped so that their unsigned order is the numeric order (-0.0 = 0.0). Never
+/// `u64::MAX` (that would be a NaN, and values are finite) nor 0 (-NaN).
+fn order_bits(f: f64) -> u64 {
+    let b = (f + 0.0).to_bits();
+    if b >> 63 == 1 {
+        !b
+    } else {
+        b | 1 << 63
     }
 }
 
-impl Ord for F64Ord {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
-}
-
-impl OrdKey {
-    /// `None` for values that are neither numbers nor strings.
-    fn of(v: &Value) -> Option<OrdKey> {
-        Some(match v {
-            // Exactly representable: no residual (the common case, no wide arithmetic).
-            Value::Int(i) if i.unsigned_abs() <= 1 << 53 => OrdKey::Num(F64Ord(*i as f64 + 0.0), 0),
-            Value::Int(i) => {
-                let r = *i as f64;
-                // |i - r| is at most half an ulp of r, far below 2^63.
-                let residual = (*i as i128 - r as i128) as i64;
-                OrdKey::Num(F64Ord(r), residual)
-            }
-            Value::Float(f) => OrdKey::Num(F64Ord(f + 0.0), 0),
-            Value::Str(s) => OrdKey::Str(s.clone()),
-            _ => return None,
-        })
-    }
-}
-
-/// A node's slot in [`ExtremeTree`] that holds no value.
-const EMPTY: u32 = u32::MAX;
+/// The key of an empty subtree in the `min` tree: above every node's key.
+const EMPTY_MIN: u128 = u128::MAX;
+/// The key of an empty subtree in the `max` tree: below every node's key.
+const EMPTY_MAX: u128 = 0;
 
 /// Node values in a tournament tree over node index (= id order): the smallest and the largest
-/// value — the first node by id among equal ones — in O(1), an update in O(log N) cheap
+/// value — the first node by id among equal ones — in O(1), an update in O(log N) integer
 /// comparisons with no allocation, and the first node by id whose value passes a monotone test
 /// in O(log N) tests (SPEC §7: the witness without enumeration).
+///
+/// Each slot holds its subtree winner's whole key — value and node packed in a `u128` — rather
+/// than the winner's index: a match is then one comparison of two adjacent slots, with no
+/// lookup of the values and no branch on their kinds, and an update stops as soon as a
+/// subtree's winner (node and value) is what it was.
 #[derive(Default)]
 pub(crate) struct ExtremeTree {
     /// Leaves: a power of two, at least the node count.
     size: usize,
-    keys: Vec<Option<OrdKey>>,
-    /// The numeric part of each key (f64, residual), compared directly while no key is a
-    /// string: the update loop is then a few float comparisons per level.
-    nums: Vec<(f64, i64)>,
+    /// Heap layout (root at 1, leaves at `size..2*size`): the key of each subtree's winner,
+    /// `value_bits | node` in `min` and `value_bits | !node` in `max`, so that the smaller key
+    /// (in `min`) or the larger one (in `max`) is the smaller node among equal values.
+    min: Vec<u128>,
+    max: Vec<u128>,
+    /// Each node's string, for the nodes whose value is one (sized on the first string).
+    strs: Vec<Option<String>>,
     strings: usize,
-    /// Heap layout (root at 1, leaves at `size..2*size`): the winning node of each subtree.
-    min: Vec<u32>,
-    max: Vec<u32>,
 }
 
 impl ExtremeTree {
@@ -94,108 +94,97 @@ impl ExtremeTree {
         let size = nodes.max(1).next_power_of_two();
         ExtremeTree {
             size,
-            keys: vec![None; size],
-            nums: vec![(0.0, 0); size],
+            min: vec![EMPTY_MIN; 2 * size],
+            max: vec![EMPTY_MAX; 2 * size],
+            strs: Vec::new(),
             strings: 0,
-            min: vec![EMPTY; 2 * size],
-            max: vec![EMPTY; 2 * size],
         }
     }
 
-    /// Set (or clear) node n's value. Returns whether the smallest or largest value (or the
-    /// node holding it) may have changed.
-    fn set(&mut self, n: NodeIdx, key: Option<OrdKey>) -> bool {
-        let n = n as usize;
-        if n >= self.size {
-            self.grow(n + 1);
+    /// Set (or clear, with `None` or a value that is neither a number nor a string) node n's
+    /// value. Returns whether the smallest or largest value, its kind, or the node holding it
+    /// may have changed.
+    fn set(&mut self, n: NodeIdx, v: Option<&Value>) -> bool {
+        let i = n as usize;
+        if i >= self.size {
+            self.grow(i + 1);
         }
-        let leaf = if key.is_some() { n as u32 } else { EMPTY };
-        if let Some(OrdKey::Num(f, r)) = &key {
-            self.nums[n] = (f.0, *r);
-        }
-        let was_string = matches!(self.keys[n], Some(OrdKey::Str(_)));
-        let is_string = matches!(key, Some(OrdKey::Str(_)));
-        self.strings = self.strings + is_string as usize - was_string as usize;
-        self.keys[n] = key;
-        let leaf_at = n + self.size;
-        self.min[leaf_at] = leaf;
-        self.max[leaf_at] = leaf;
-        let min_moved = self.replay_up(leaf_at, n as u32, false);
-        let max_moved = self.replay_up(leaf_at, n as u32, true);
-        min_moved || max_moved
-    }
-
-    /// Replays the matches above leaf `i` (node n) in one direction; false if they stopped
-    /// below the root.
-    #[inline(always)]
-    fn replay_up(&mut self, mut i: usize, n: u32, max: bool) -> bool {
-        while i > 1 {
-            i /= 2;
-            let (l, r) = (2 * i, 2 * i + 1);
-            let winners = if max { &self.max } else { &self.min };
-            let won = self.pick(winners[l], winners[r], max);
-            // Same winner, not the changed node: nothing above changes.
-            if won == winners[i] && won != n {
-                return false;
-            }
-            if max {
-                self.max[i] = won;
-            } else {
-                self.min[i] = won;
-            }
-        }
-        true
-    }
-
-    /// The winner of two subtrees; on equal values the left one (the smaller node index).
-    #[inline(always)]
-    fn pick(&self, a: u32, b: u32, max: bool) -> u32 {
-        if a == EMPTY {
-            return b;
-        }
-        if b == EMPTY {
-            return a;
-        }
-        let b_wins = if self.strings == 0 {
-            let ((x, i), (y, j)) = (self.nums[a as usize], self.nums[b as usize]);
-            if max {
-                y > x || (y == x && j > i)
-            } else {
-                y < x || (y == x && j < i)
-            }
-        } else {
-            let (ka, kb) = (&self.keys[a as usize], &self.keys[b as usize]);
-            if max {
-                kb > ka
-            } else {
-                kb < ka
-            }
+        let leaf = i + self.size;
+        let (kmin, kmax) = match v.and_then(value_bits) {
+            Some(bits) => (bits | n as u128, bits | !n as u128),
+            None => (EMPTY_MIN, EMPTY_MAX),
         };
-        if b_wins {
-            b
-        } else {
-            a
+        let was_string = is_string(self.max[leaf]);
+        let now_string = is_string(kmax);
+        if was_string || now_string {
+            if self.strs.len() < self.size {
+                self.strs.resize(self.size, None);
+            }
+            self.strs[i] = match v {
+                Some(Value::Str(s)) => Some(s.clone()),
+                _ => None,
+            };
+            self.strings = self.strings + now_string as usize - was_string as usize;
         }
+        self.min[leaf] = kmin;
+        self.max[leaf] = kmax;
+        let strs = (self.strings > 0).then_some(&self.strs[..]);
+        let roots = (self.min[1], self.max[1]);
+        // Every match on the way up is replayed, both trees in step: stopping where a winner
+        // stays the same saves little at these heights and costs a mispredicted branch per
+        // tree, and the two independent chains of comparisons overlap. (Keeping the winner so
+        // far in a register and loading only the sibling was slower: the select is then
+        // loop-carried, and the compiler turns it into a mispredicted branch.)
+        let mut i = leaf;
+        while i > 1 {
+            let (l, r) = (i & !1, i | 1);
+            let min = pick(self.min[l], self.min[r], strs, false);
+            let max = pick(self.max[l], self.max[r], strs, true);
+            i /= 2;
+            self.min[i] = min;
+            self.max[i] = max;
+        }
+        // A root key that stayed the same with n as its node: n's value may still differ in kind
+        // (1 and 1.0) or, for a string, in content.
+        roots != (self.min[1], self.max[1])
+            || self.extreme(false) == Some(n)
+            || self.extreme(true) == Some(n)
     }
 
     fn grow(&mut self, nodes: usize) {
         let mut bigger = ExtremeTree::new(nodes);
-        for (n, k) in self.keys.drain(..).enumerate() {
-            if k.is_some() {
-                bigger.set(n as NodeIdx, k);
-            }
+        // Leaf keys carry their node, which does not change: move them, then replay every match.
+        let (old, new) = (self.size, bigger.size);
+        bigger.min[new..new + old].copy_from_slice(&self.min[old..2 * old]);
+        bigger.max[new..new + old].copy_from_slice(&self.max[old..2 * old]);
+        bigger.strs = std::mem::take(&mut self.strs);
+        if !bigger.strs.is_empty() {
+            bigger.strs.resize(new, None);
+        }
+        bigger.strings = self.strings;
+        let strs = (bigger.strings > 0).then_some(&bigger.strs[..]);
+        for i in (1..new).rev() {
+            bigger.min[i] = pick(bigger.min[2 * i], bigger.min[2 * i + 1], strs, false);
+            bigger.max[i] = pick(bigger.max[2 * i], bigger.max[2 * i + 1], strs, true);
         }
         *self = bigger;
     }
 
     /// The first node (by id) holding the smallest or largest value.
     fn extreme(&self, max: bool) -> Option<NodeIdx> {
-        let root = if max {
-            self.max.get(1)
+        let (tree, empty) = self.side(max);
+        tree.get(1)
+            .copied()
+            .filter(|&k| k != empty)
+            .map(|k| node_of(k, max))
+    }
+
+    fn side(&self, max: bool) -> (&[u128], u128) {
+        if max {
+            (&self.max, EMPTY_MAX)
         } else {
-            self.min.get(1)
-        };
-        root.copied().filter(|&n| n != EMPTY)
+            (&self.min, EMPTY_MIN)
+        }
     }
 
     /// The first node by id whose value passes `test`, where passing is upward closed in value
@@ -207,23 +196,63 @@ impl ExtremeTree {
         max: bool,
         test: &mut dyn FnMut(NodeIdx) -> Option<bool>,
     ) -> Option<Option<NodeIdx>> {
-        let best = if max { &self.max } else { &self.min };
-        let Some(top) = best.get(1).copied().filter(|&n| n != EMPTY) else {
+        let (best, empty) = self.side(max);
+        let Some(top) = best.get(1).copied().filter(|&k| k != empty) else {
             return Some(None);
         };
-        if !test(top)? {
+        if !test(node_of(top, max))? {
             return Some(None);
         }
         let mut i = 1;
         while i < self.size {
             let left = best[2 * i];
-            i = if left != EMPTY && test(left)? {
+            i = if left != empty && test(node_of(left, max))? {
                 2 * i
             } else {
                 2 * i + 1
             };
         }
         Some(Some((i - self.size) as NodeIdx))
+    }
+}
+
+/// Whether a key (of either tree) is a string's; false for both empty keys.
+#[inline(always)]
+fn is_string(k: u128) -> bool {
+    (k >> 64) as u64 == STRING_CLASS && k != EMPTY_MIN
+}
+
+/// The node of a non-empty key.
+#[inline(always)]
+fn node_of(k: u128, max: bool) -> NodeIdx {
+    let low = k as u32;
+    if max {
+        !low
+    } else {
+        low
+    }
+}
+
+/// The winner of two subtrees' winners. Keys order numbers exactly and put the smaller node
+/// first among equal values; two strings (`strs` is `None` while the tree holds none) are
+/// compared by content, then by node.
+#[inline(always)]
+fn pick(a: u128, b: u128, strs: Option<&[Option<String>]>, max: bool) -> u128 {
+    if let Some(strs) = strs {
+        if is_string(a) && is_string(b) {
+            let (na, nb) = (node_of(a, max), node_of(b, max));
+            let (sa, sb) = (&strs[na as usize], &strs[nb as usize]);
+            let a_wins = match sa.cmp(sb) {
+                std::cmp::Ordering::Equal => na < nb,
+                o => o.is_gt() == max,
+            };
+            return if a_wins { a } else { b };
+        }
+    }
+    if max {
+        a.max(b)
+    } else {
+        a.min(b)
     }
 }
 
@@ -243,6 +272,11 @@ pub struct AggState {
     func: AggFn,
     /// `None` for COUNT(*).
     arg: Option<CExpr>,
+    /// The argument's variable when it is a plain variable of the node (the common case, read
+    /// and compared in place).
+    plain_var: Option<VarIdx>,
+    /// MIN or MAX: the inputs are kept in `ordered`.
+    min_max: bool,
     /// Each node's current input (`None` = not in P(t) or not counted yet).
     input: Vec<Option<Val>>,
     counted: u64,
@@ -264,9 +298,20 @@ pub struct AggState {
 
 impl AggState {
     pub fn new(func: AggFn, arg: Option<CExpr>, nodes: usize) -> AggState {
+        let plain_var = match &arg {
+            Some(CExpr::Var {
+                var: Some(var),
+                path,
+                site: Site::Local,
+            }) if path.is_empty() => Some(*var),
+            _ => None,
+        };
+        let min_max = matches!(func, AggFn::Min | AggFn::Max);
         AggState {
             func,
             arg,
+            plain_var,
+            min_max,
             input: vec![None; nodes],
             counted: 0,
             non_null: 0,
@@ -274,7 +319,7 @@ impl AggState {
             floats: 0,
             numbers: 0,
             non_numeric: 0,
-            ordered: if matches!(func, AggFn::Min | AggFn::Max) {
+            ordered: if min_max {
                 ExtremeTree::new(nodes)
             } else {
                 ExtremeTree::default()
@@ -290,29 +335,40 @@ impl AggState {
     }
 
     pub fn update(&mut self, cut: &CutState, n: NodeIdx, w: &mut Warnings) {
+        let i = n as usize;
         let new = if !cut.in_p(n) {
             None
-        } else {
-            Some(match &self.arg {
-                // The common argument, a plain variable: compare in place, clone only a change.
-                Some(CExpr::Var {
-                    var: Some(var),
-                    path,
-                    site: Site::Local,
-                }) if path.is_empty() => {
-                    let now = cut.value(n, *var);
-                    if let (Some(Some(old)), Some(now)) = (&self.input[n as usize], now) {
-                        if same_value(old, now) {
+        } else if let Some(var) = self.plain_var {
+            // The common argument, a plain variable: compare in place, clone only a change.
+            let now = cut.value(n, var);
+            match (&mut self.input[i], now) {
+                (Some(Some(old)), Some(now)) => {
+                    if same_value(old, now) {
+                        return;
+                    }
+                    // The usual MIN/MAX step, a number replacing a number, changes no count:
+                    // only the node's place in the tree.
+                    if self.min_max && is_number(old) {
+                        if let Some(copy) = number_copy(now) {
+                            *old = copy;
+                            if self.ordered.set(n, Some(now)) {
+                                self.version += 1;
+                            }
                             return;
                         }
                     }
-                    now.cloned()
                 }
+                (Some(None), None) => return,
+                _ => {}
+            }
+            Some(now.cloned())
+        } else {
+            Some(match &self.arg {
                 Some(arg) => eval(arg, &local_env(cut, n), w),
                 None => None,
             })
         };
-        let old = &self.input[n as usize];
+        let old = &self.input[i];
         // Unchanged input (another variable of the node changed): nothing to redo.
         let unchanged = match (&new, old) {
             (Some(Some(a)), Some(Some(b))) => same_value(a, b),
@@ -323,21 +379,18 @@ impl AggState {
             return;
         }
         let kinds = (self.non_numeric, self.numbers, self.strings);
-        if let Some(old) = self.input[n as usize].take() {
+        if let Some(old) = self.input[i].take() {
             self.account(&old, false);
         }
         if let Some(v) = new {
             self.account(&v, true);
-            self.input[n as usize] = Some(v);
+            self.input[i] = Some(v);
         }
-        if matches!(self.func, AggFn::Min | AggFn::Max) {
-            let key = self.input[n as usize].as_ref().and_then(|v| {
-                v.as_ref()
-                    .filter(|v| matches!(v, Value::Int(_) | Value::Float(_) | Value::Str(_)))
-                    .and_then(OrdKey::of)
-            });
+        if self.min_max {
+            // The tree holds numbers and strings; anything else leaves the node out of it.
+            let v = self.input[i].as_ref().and_then(|v| v.as_ref());
             // MIN/MAX change only with an extreme or with the kinds of input (NULL on a mix).
-            let extreme_moved = self.ordered.set(n, key);
+            let extreme_moved = self.ordered.set(n, v);
             if extreme_moved || kinds != (self.non_numeric, self.numbers, self.strings) {
                 self.version += 1;
             }
@@ -445,6 +498,20 @@ impl AggState {
                 self.input[n as usize].clone().flatten()
             }
         }
+    }
+}
+
+fn is_number(v: &Value) -> bool {
+    matches!(v, Value::Int(_) | Value::Float(_))
+}
+
+/// A copy of a number (no call into the general clone); `None` for other values.
+#[inline(always)]
+fn number_copy(v: &Value) -> Option<Value> {
+    match v {
+        Value::Int(i) => Some(Value::Int(*i)),
+        Value::Float(f) => Some(Value::Float(*f)),
+        _ => None,
     }
 }
 
@@ -564,13 +631,11 @@ impl Extremes {
                 self.strings -= 1;
             }
         }
-        let now = read
-            .filter(|v| matches!(v, Value::Int(_) | Value::Float(_)))
-            .cloned();
+        let now = read.and_then(number_copy);
         if let Some(old) = self.input[n as usize].take() {
             self.count(&old, false);
         }
-        self.ordered.set(n, now.as_ref().and_then(OrdKey::of));
+        self.ordered.set(n, now.as_ref());
         if let Some(v) = now {
             self.count(&v, true);
             self.input[n as usize] = Some(v);
@@ -627,65 +692,99 @@ mod tests {
         ]
     }
 
+    /// The order of [`value_bits`]' value parts, as a comparison of two values.
+    fn key_order(a: &Value, b: &Value) -> std::cmp::Ordering {
+        value_bits(a).cmp(&value_bits(b))
+    }
+
     #[test]
-    fn ord_key_orders_ints_and_floats_exactly() {
+    fn keys_order_ints_and_floats_exactly() {
         let big = 9_007_199_254_740_993i64; // 2^53 + 1, not a float
         let cases = [
             (Value::Int(big), Value::Float(9_007_199_254_740_992.0)),
             (Value::Int(1), Value::Float(1.0)),
             (Value::Float(-0.0), Value::Int(0)),
+            (Value::Float(-0.0), Value::Float(0.0)),
             (Value::Int(i64::MAX), Value::Float(i64::MAX as f64)),
             (Value::Int(i64::MIN), Value::Float(i64::MIN as f64)),
+            (Value::Int(i64::MAX - 1), Value::Int(i64::MAX)),
+            (Value::Int(i64::MIN), Value::Int(i64::MIN + 1)),
+            (Value::Float(-f64::MAX), Value::Float(f64::MAX)),
+            (
+                Value::Float(-f64::MIN_POSITIVE),
+                Value::Float(f64::MIN_POSITIVE),
+            ),
         ];
         for (a, b) in cases {
             let want = log_server::value::cmp_numbers(&a, &b);
-            assert_eq!(
-                OrdKey::of(&a).cmp(&OrdKey::of(&b)),
-                want.unwrap(),
-                "{a:?} {b:?}"
-            );
+            assert_eq!(key_order(&a, &b), want.unwrap(), "{a:?} {b:?}");
         }
-        assert!(OrdKey::of(&Value::Int(i64::MAX)) < OrdKey::of(&Value::Str(String::new())));
+        assert!(key_order(&Value::Float(f64::MAX), &Value::Str(String::new())).is_lt());
+        assert_eq!(value_bits(&Value::Bool(true)), None);
     }
 
     proptest! {
         #[test]
-        fn ord_key_agrees_with_exact_number_order(a in num(), b in num()) {
+        fn keys_agree_with_exact_number_order(a in num(), b in num()) {
             let want = log_server::value::cmp_numbers(&a, &b).unwrap();
-            prop_assert_eq!(OrdKey::of(&a).cmp(&OrdKey::of(&b)), want);
+            prop_assert_eq!(key_order(&a, &b), want);
+        }
+    }
+
+    /// The order the tree must follow: numbers exactly, before strings, strings by bytes.
+    fn reference_order(a: &Value, b: &Value) -> std::cmp::Ordering {
+        match (a, b) {
+            (Value::Str(x), Value::Str(y)) => x.cmp(y),
+            (Value::Str(_), _) => std::cmp::Ordering::Greater,
+            (_, Value::Str(_)) => std::cmp::Ordering::Less,
+            _ => log_server::value::cmp_numbers(a, b).unwrap(),
         }
     }
 
     proptest! {
         /// Against a brute-force scan: extremes (first node by id among equal values) and the
         /// first node passing a threshold test, after any sequence of sets and clears, with the
-        /// tree growing past its initial size.
+        /// tree growing past its initial size; and `set` reports every change of an extreme's
+        /// node or value (kind included).
         #[test]
         fn extreme_tree_agrees_with_a_scan(
-            ops in proptest::collection::vec((0u32..40, proptest::option::of(0u8..12)), 1..120),
+            ops in proptest::collection::vec((0u32..40, proptest::option::of(0u8..14)), 1..120),
             threshold in 0u8..12,
         ) {
-            // Small ints, their float twins (equal values, tie by node) and a few strings.
+            // Small ints, their float twins (equal values, tie by node), a few strings, and
+            // values the tree leaves out.
             let value = |x: u8| match x {
                 0..=4 => Value::Int(x as i64),
                 5..=8 => Value::Float((x - 4) as f64),
-                _ => Value::Str(((b'a' + x - 9) as char).to_string()),
+                9..=11 => Value::Str(((b'a' + x - 9) as char).to_string()),
+                _ => Value::Bool(x == 12),
             };
-            let key = |x: u8| OrdKey::of(&value(x)).unwrap();
             let mut tree = ExtremeTree::new(3);
-            let mut vals: Vec<Option<OrdKey>> = vec![None; 40];
-            let limit = key(threshold);
+            let mut vals: Vec<Option<Value>> = vec![None; 40];
+            let limit = value(threshold);
+            // The (node, value) at the minimum and at the maximum after the previous set.
+            let mut before: [Option<(u32, Value)>; 2] = [None, None];
             for (n, v) in ops {
-                vals[n as usize] = v.map(key);
-                tree.set(n, v.map(key));
+                let v = v.map(value);
+                let moved = tree.set(n, v.as_ref());
+                vals[n as usize] = v.filter(|v| !matches!(v, Value::Bool(_)));
                 let present = || vals.iter().enumerate().filter_map(|(i, v)| v.clone().map(|v| (i as u32, v)));
-                let min = present().min_by(|(i, a), (j, b)| a.cmp(b).then(i.cmp(j))).map(|(i, _)| i);
-                let max = present().max_by(|(i, a), (j, b)| a.cmp(b).then(j.cmp(i))).map(|(i, _)| i);
-                prop_assert_eq!(tree.extreme(false), min);
-                prop_assert_eq!(tree.extreme(true), max);
+                let min = present().min_by(|(i, a), (j, b)| reference_order(a, b).then(i.cmp(j)));
+                let max = present().max_by(|(i, a), (j, b)| reference_order(a, b).then(j.cmp(i)));
+                prop_assert_eq!(tree.extreme(false), min.as_ref().map(|m| m.0));
+                prop_assert_eq!(tree.extreme(true), max.as_ref().map(|m| m.0));
+                let same = |x: &Option<(u32, Value)>, y: &Option<(u32, Value)>| match (x, y) {
+                    (Some((i, a)), Some((j, b))) => i == j && same_value(a, b),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if !same(&before[0], &min) || !same(&before[1], &max) {
+                    prop_assert!(moved);
+                }
+                before = [min, max];
                 let passes = |n: NodeIdx, up: bool| {
-                    let k = vals[n as usize].as_ref().unwrap();
-                    if up { *k >= limit } else { *k <= limit }
+                    let o = reference_order(vals[n as usize].as_ref().unwrap(), &limit);
+                    if up { o.is_ge() } else { o.is_le() }
                 };
                 let up = present().find(|&(i, _)| passes(i, true)).map(|(i, _)| i);
                 prop_assert_eq!(tree.first_passing(true, &mut |n| Some(passes(n, true))), Some(up));

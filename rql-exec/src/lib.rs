@@ -9,6 +9,7 @@ pub mod columnar;
 pub mod compile;
 pub mod engine;
 pub mod incremental;
+pub mod live;
 pub mod output;
 pub mod replay;
 pub mod state;

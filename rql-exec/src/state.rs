@@ -121,7 +121,12 @@ impl CutState {
         let slot = self.slot(n, v);
         let was = slot.is_some();
         let now = value.is_some();
-        *slot = value;
+        let old = std::mem::replace(slot, value);
+        // The usual old value, a number or a boolean, owns nothing: skip the generic drop (a
+        // call and a match on the kind, on every step).
+        if is_plain(&old) {
+            std::mem::forget(old);
+        }
         if from {
             let c = &mut self.from_count[n as usize];
             match (was, now) {
@@ -140,7 +145,7 @@ impl CutState {
         for op in &ops[rec.first_op as usize..rec.end_op as usize] {
             match op {
                 Op::Unset(v) => self.store(n, *v, None),
-                Op::Set(v, value) => self.store(n, *v, Some(value.clone())),
+                Op::Set(v, value) => self.store(n, *v, Some(plain_clone(value))),
                 Op::Remove(v, elems) | Op::Add(v, elems) => {
                     let adding = matches!(op, Op::Add(..));
                     let mut set = match self.value(n, *v) {
@@ -189,5 +194,25 @@ impl CutState {
             _ => {}
         }
         true
+    }
+}
+
+/// NULL, a number or a boolean: a value that owns no memory.
+#[inline(always)]
+fn is_plain(v: &Option<Value>) -> bool {
+    matches!(
+        v,
+        None | Some(Value::Int(_) | Value::Float(_) | Value::Bool(_))
+    )
+}
+
+/// A clone that copies numbers and booleans in place, without the generic clone's call.
+#[inline(always)]
+fn plain_clone(v: &Value) -> Value {
+    match v {
+        Value::Int(i) => Value::Int(*i),
+        Value::Float(f) => Value::Float(*f),
+        Value::Bool(b) => Value::Bool(*b),
+        _ => v.clone(),
     }
 }

@@ -26,6 +26,12 @@ impl Server {
     /// Starts `rql serve --listen 127.0.0.1:0 --data DATA ARGS...` and waits for its
     /// `listening on` line.
     pub fn start(data: &Path, args: &[&str]) -> Server {
+        Server::start_at(data, "127.0.0.1:0", args)
+    }
+
+    /// [`Server::start`] listening on `listen` (e.g. the address of a server that stopped, to
+    /// restart it where its clients expect it).
+    pub fn start_at(data: &Path, listen: &str, args: &[&str]) -> Server {
         let log = data.with_extension("log");
         let stderr = File::options()
             .create(true)
@@ -33,7 +39,7 @@ impl Server {
             .open(&log)
             .expect("create the server log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_rql"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args(["serve", "--listen", listen, "--data"])
             .arg(data)
             .args(args)
             .env("RUST_LOG", "info")

@@ -1,0 +1,182 @@
+//! Running one query over the shell's trace: the steps go to the engine a batch at a time and a
+//! Ctrl-C (a flag set by the signal handler) is noticed between two batches. Records are
+//! written as `rql replay` writes them, except that the table cuts long values short.
+
+use std::borrow::Cow;
+use std::io::{self, BufWriter, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use log_server::Value;
+use rql_exec::output::OutValue;
+use rql_exec::{Emitted, ExecOptions, Format, OutputRecord, RecordWriter, Replay, Stats};
+use rql_planner::Plan;
+
+use super::source::TraceData;
+
+/// Table cells longer than this (in characters) are cut, ending in [`MARKER`].
+pub(crate) const MAX_CELL_CHARS: usize = 40;
+pub(crate) const MARKER: char = '…';
+
+/// How a query run ended.
+pub(crate) enum Ended {
+    Finished(Stats),
+    /// Ctrl-C: `fraction` of the trace's steps had been evaluated.
+    Cancelled {
+        fraction: f64,
+    },
+}
+
+pub(crate) struct Run {
+    pub ended: Ended,
+    /// Records written (on a cancel: before it).
+    pub emitted: u64,
+    pub elapsed: Duration,
+}
+
+pub(crate) enum RunError {
+    /// The query could not finish (the enumeration bound, ...).
+    Exec(String),
+    /// Standard output failed (a closed pipe, a full disk).
+    Write(io::Error),
+}
+
+/// Runs `plan` over `data`, writing its records to stdout in `format`, until the end, LIMIT,
+/// or `cancel` turning true.
+pub(crate) fn run_query(
+    plan: &Plan,
+    data: &TraceData,
+    opts: ExecOptions,
+    format: Format,
+    cancel: &AtomicBool,
+) -> Result<Run, RunError> {
+    let start = Instant::now();
+    let stdout = io::stdout();
+    let mut writer = RecordWriter::new(
+        format,
+        BufWriter::new(stdout.lock()),
+        plan.emit == rql_parser::Emit::Changes,
+    );
+    let mut emitted = 0u64;
+    let mut write_error = None;
+    let mut emit = |e: Emitted<'_, '_>| {
+        // After a Ctrl-C the rest of the batch is evaluated but no longer printed.
+        if write_error.is_some() || cancel.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut rec = e.record();
+        if format == Format::Table {
+            shorten(&mut rec);
+        }
+        match writer.write(&rec) {
+            Ok(()) => emitted += 1,
+            Err(err) => write_error = Some(err),
+        }
+    };
+    let mut replay = Replay::new(plan, &data.names, opts);
+    let mut steps_done = 0usize;
+    let mut cancelled = false;
+    for batch in &data.batches {
+        if !replay.wants_more() {
+            break;
+        }
+        if cancel.load(Ordering::Relaxed) {
+            cancelled = true;
+            break;
+        }
+        replay
+            .feed(batch, &mut emit)
+            .map_err(|e| RunError::Exec(e.to_string()))?;
+        steps_done += batch.groups.len();
+    }
+    // A Ctrl-C during the last batch still counts: its records were not all printed.
+    cancelled |= cancel.load(Ordering::Relaxed);
+    let ended = if cancelled {
+        Ended::Cancelled {
+            fraction: steps_done as f64 / data.steps.max(1) as f64,
+        }
+    } else {
+        Ended::Finished(
+            replay
+                .finish(start, &mut emit)
+                .map_err(|e| RunError::Exec(e.to_string()))?,
+        )
+    };
+    if let Some(e) = write_error {
+        return Err(RunError::Write(e));
+    }
+    match ended {
+        // JSON Lines already printed are whole records: let them out. A half table or CSV is
+        // not worth printing.
+        Ended::Cancelled { .. } if format != Format::Json => {}
+        _ => {
+            writer.finish().map_err(RunError::Write)?;
+        }
+    }
+    Ok(Run {
+        ended,
+        emitted,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// Cuts long values of a record short for the table (node ids and witnesses stay whole: rows
+/// are matched by node id).
+pub(crate) fn shorten(rec: &mut OutputRecord) {
+    if let OutputRecord::Cut(c) = rec {
+        for (_, v) in &mut c.values {
+            match v {
+                OutValue::Nodes(nodes) => nodes.iter_mut().for_each(|(_, v)| shorten_value(v)),
+                OutValue::One(Some(v)) => shorten_value(v),
+                OutValue::One(None) => {}
+            }
+        }
+    }
+}
+
+fn shorten_value(v: &mut Value) {
+    let text = match &*v {
+        Value::Str(s) => Cow::Borrowed(s.as_str()),
+        other => Cow::Owned(other.to_json()),
+    };
+    if text.chars().count() > MAX_CELL_CHARS {
+        let mut cut: String = text.chars().take(MAX_CELL_CHARS - 1).collect();
+        cut.push(MARKER);
+        *v = Value::Str(cut);
+    }
+}
+
+/// The table footer's time line: `Time: 12.345 ms (81000 cuts/s)`, cuts evaluated per second.
+pub(crate) fn timing_line(elapsed: Duration, candidates: u64) -> String {
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs > 0.0 {
+        candidates as f64 / secs
+    } else {
+        0.0
+    };
+    format!("Time: {:.3} ms ({rate:.0} cuts/s)", secs * 1000.0)
+}
+
+/// Flushes stdout, for the footer and messages that follow records.
+pub(crate) fn flush_stdout() -> io::Result<()> {
+    io::stdout().flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_cut_with_a_marker() {
+        let mut v = Value::Str("x".repeat(100));
+        shorten_value(&mut v);
+        let Value::Str(s) = &v else {
+            panic!("a string stays a string")
+        };
+        assert_eq!(s.chars().count(), MAX_CELL_CHARS);
+        assert!(s.ends_with(MARKER));
+        let mut short = Value::Int(12);
+        shorten_value(&mut short);
+        assert_eq!(short, Value::Int(12));
+    }
+}
