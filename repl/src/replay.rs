@@ -232,7 +232,7 @@ pub(crate) fn run_plan<'p>(
     let result = run(&mut |rec: Emitted<'_, '_>| {
         let start = std::time::Instant::now();
         if write_error.is_none() {
-            if let Err(e) = writer.write(&rec.record()) {
+            if let Err(e) = rec.write(&mut writer) {
                 write_error = Some(e);
             }
         }

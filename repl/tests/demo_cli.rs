@@ -97,7 +97,9 @@ fn query_of(file: &Path) -> String {
 
 #[test]
 fn consistent_cuts_alert_every_injected_bug_and_nothing_else() {
-    let dir = temp_dir("demo", "keep").join("run");
+    let base = temp_dir("demo", "keep");
+    // `--keep` wants a new (or empty) directory.
+    let dir = base.join("run");
     let _ = std::fs::remove_dir_all(&dir);
     let keep = dir.to_str().expect("utf-8 temp path");
     let mut child = start_demo(&[
@@ -174,7 +176,7 @@ fn consistent_cuts_alert_every_injected_bug_and_nothing_else() {
     );
     assert!(replay.status.success(), "{}", text(&replay.stderr));
     assert!(dir.join("log").is_dir(), "the log server's data is kept");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&base);
 }
 
 #[test]

@@ -20,7 +20,7 @@ use crate::compile::{
     PlainKind, Site,
 };
 use crate::incremental::{same_value, AggState, Extremes, NodeTruth};
-use crate::output::{CutRecord, EndRecord, OutValue, OutputRecord};
+use crate::output::{CutView, EndRecord, OutValueView, OutputRecord, RecordWriter};
 use crate::state::{ApplyError, CutState};
 pub use carry::Carry;
 
@@ -200,6 +200,17 @@ impl Emitted<'_, '_> {
         match &self.what {
             What::Cut { begin, binding } => self.engine.cut_record(self.hlc, *begin, binding),
             What::End(e) => OutputRecord::End(e.clone()),
+        }
+    }
+
+    /// Writes the record to `writer`; JSON Lines straight from the engine's state, without
+    /// building an [`OutputRecord`] (the same bytes as writing [`Emitted::record`]).
+    pub fn write<W: std::io::Write>(&self, writer: &mut RecordWriter<W>) -> std::io::Result<()> {
+        match &self.what {
+            What::Cut { begin, binding } => {
+                writer.write_cut(&self.engine.cut_view(self.hlc, *begin, binding))
+            }
+            What::End(e) => writer.write(&OutputRecord::End(e.clone())),
         }
     }
 
@@ -750,22 +761,32 @@ impl<'p> Engine<'p> {
     }
 
     fn cut_record(&self, hlc: Hlc, begin: bool, binding: &[NodeIdx]) -> OutputRecord {
+        OutputRecord::Cut(self.cut_view(hlc, begin, binding).to_owned())
+    }
+
+    /// The record of a satisfying cut, borrowing node ids and values from the cut state (JSON
+    /// output serializes it as it is; nothing is copied).
+    fn cut_view(&self, hlc: Hlc, begin: bool, binding: &[NodeIdx]) -> CutView<'_> {
         let p = self.cut.participants();
         let vars = &self.vars;
-        let mut values: Vec<(String, OutValue)> = Vec::new();
-        let mut push = |name: String, v: OutValue| {
+        let mut values: Vec<(&str, OutValueView<'_>)> = Vec::new();
+        fn push<'a>(
+            values: &mut Vec<(&'a str, OutValueView<'a>)>,
+            name: &'a str,
+            v: OutValueView<'a>,
+        ) {
             // Identical names print once, at the first position (SPEC §6).
             if !values.iter().any(|(n, _)| *n == name) {
                 values.push((name, v));
             }
-        };
+        }
         for (i, item) in self.plan.outputs.iter().enumerate() {
             match item {
                 OutputItem::Variable {
                     name, path, node, ..
                 } => {
                     let v = self.output_vars[i];
-                    let read = |n: NodeIdx| -> Val {
+                    let read = |n: NodeIdx| -> Option<&Value> {
                         let mut x = self.cut.value(n, v?)?;
                         for f in path {
                             match x {
@@ -773,25 +794,25 @@ impl<'p> Engine<'p> {
                                 _ => return None,
                             }
                         }
-                        Some(x.clone())
+                        Some(x)
                     };
-                    let nodes: Vec<(String, Value)> = match node {
+                    let nodes: Vec<(&str, &Value)> = match node {
                         Some(id) => self
                             .cut
                             .lookup(id)
                             .filter(|&n| self.cut.in_cut(n))
-                            .and_then(|n| read(n).map(|x| (id.clone(), x)))
+                            .and_then(|n| read(n).map(|x| (id.as_str(), x)))
                             .into_iter()
                             .collect(),
                         None => p
                             .iter()
-                            .filter_map(|&n| read(n).map(|x| (self.cut.node_id(n).to_string(), x)))
+                            .filter_map(|&n| read(n).map(|x| (self.cut.node_id(n), x)))
                             .collect(),
                     };
-                    push(name.clone(), OutValue::Nodes(nodes));
+                    push(&mut values, name, OutValueView::Nodes(nodes));
                 }
                 OutputItem::AllOf { logs } => {
-                    let mut names: BTreeMap<&str, Vec<(String, Value)>> = BTreeMap::new();
+                    let mut names: BTreeMap<&str, Vec<(&str, &Value)>> = BTreeMap::new();
                     for &n in p {
                         for (v, x) in self.cut.present(n) {
                             let name = vars.name(v);
@@ -799,17 +820,17 @@ impl<'p> Engine<'p> {
                                 names
                                     .entry(name.as_str())
                                     .or_default()
-                                    .push((self.cut.node_id(n).to_string(), x.clone()));
+                                    .push((self.cut.node_id(n), x));
                             }
                         }
                     }
                     for (name, nodes) in names {
-                        push(name.to_string(), OutValue::Nodes(nodes));
+                        push(&mut values, name, OutValueView::Nodes(nodes));
                     }
                 }
                 OutputItem::Aggregate { name, index } => {
-                    let v = self.agg_values.get(*index).cloned().flatten();
-                    push(name.clone(), OutValue::One(v));
+                    let v = self.agg_values.get(*index).and_then(|v| v.as_ref());
+                    push(&mut values, name, OutValueView::One(v));
                 }
             }
         }
@@ -824,20 +845,20 @@ impl<'p> Engine<'p> {
                         .iter()
                         .position(|u| unit_contains(self.plan, *u, k))
                         .and_then(|i| binding.get(i))
-                        .map(|&n| self.cut.node_id(n).to_string());
+                        .map(|&n| self.cut.node_id(n));
                     (k, node)
                 })
                 .collect()
         });
-        OutputRecord::Cut(CutRecord {
+        CutView {
             begin,
             seq: self.seq,
             hlc,
             values,
             witness,
-            stale: Vec::new(),
+            stale: &[],
             late: false,
-        })
+        }
     }
 }
 

@@ -51,20 +51,102 @@ pub enum OutValue {
     One(Option<Value>),
 }
 
-struct Values<'a>(&'a [(String, OutValue)]);
-struct NodeMap<'a>(&'a [(String, Value)]);
-struct Witness<'a>(&'a [(u32, Option<String>)]);
+/// A [`CutRecord`] borrowing its node ids and values (from the engine's cut state, or from a
+/// `CutRecord`): the one form cut records are serialized from, so a replay can write JSON
+/// without copying anything.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CutView<'a> {
+    pub begin: bool,
+    pub seq: u64,
+    pub hlc: Hlc,
+    pub values: Vec<(&'a str, OutValueView<'a>)>,
+    pub witness: Option<Vec<(u32, Option<&'a str>)>>,
+    pub stale: &'a [String],
+    pub late: bool,
+}
 
-impl Serialize for OutValue {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            OutValue::Nodes(nodes) => NodeMap(nodes).serialize(s),
-            OutValue::One(v) => v.serialize(s),
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutValueView<'a> {
+    Nodes(Vec<(&'a str, &'a Value)>),
+    One(Option<&'a Value>),
+}
+
+impl CutRecord {
+    pub fn view(&self) -> CutView<'_> {
+        CutView {
+            begin: self.begin,
+            seq: self.seq,
+            hlc: self.hlc,
+            values: self
+                .values
+                .iter()
+                .map(|(name, v)| {
+                    let v = match v {
+                        OutValue::Nodes(nodes) => OutValueView::Nodes(
+                            nodes.iter().map(|(n, x)| (n.as_str(), x)).collect(),
+                        ),
+                        OutValue::One(x) => OutValueView::One(x.as_ref()),
+                    };
+                    (name.as_str(), v)
+                })
+                .collect(),
+            witness: self
+                .witness
+                .as_ref()
+                .map(|w| w.iter().map(|(k, node)| (*k, node.as_deref())).collect()),
+            stale: &self.stale,
+            late: self.late,
         }
     }
 }
 
-impl Serialize for NodeMap<'_> {
+impl CutView<'_> {
+    pub fn to_owned(&self) -> CutRecord {
+        CutRecord {
+            begin: self.begin,
+            seq: self.seq,
+            hlc: self.hlc,
+            values: self
+                .values
+                .iter()
+                .map(|(name, v)| {
+                    let v = match v {
+                        OutValueView::Nodes(nodes) => OutValue::Nodes(
+                            nodes
+                                .iter()
+                                .map(|(n, x)| (n.to_string(), (*x).clone()))
+                                .collect(),
+                        ),
+                        OutValueView::One(x) => OutValue::One(x.cloned()),
+                    };
+                    (name.to_string(), v)
+                })
+                .collect(),
+            witness: self.witness.as_ref().map(|w| {
+                w.iter()
+                    .map(|(k, node)| (*k, node.map(str::to_string)))
+                    .collect()
+            }),
+            stale: self.stale.to_vec(),
+            late: self.late,
+        }
+    }
+}
+
+struct Values<'v, 'a>(&'v [(&'a str, OutValueView<'a>)]);
+struct NodeMap<'v, 'a>(&'v [(&'a str, &'a Value)]);
+struct Witness<'v, 'a>(&'v [(u32, Option<&'a str>)]);
+
+impl Serialize for OutValueView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            OutValueView::Nodes(nodes) => NodeMap(nodes).serialize(s),
+            OutValueView::One(v) => v.serialize(s),
+        }
+    }
+}
+
+impl Serialize for NodeMap<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;
         for (node, v) in self.0 {
@@ -74,7 +156,7 @@ impl Serialize for NodeMap<'_> {
     }
 }
 
-impl Serialize for Values<'_> {
+impl Serialize for Values<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;
         for (name, v) in self.0 {
@@ -84,7 +166,7 @@ impl Serialize for Values<'_> {
     }
 }
 
-impl Serialize for Witness<'_> {
+impl Serialize for Witness<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;
         for (k, node) in self.0 {
@@ -94,30 +176,37 @@ impl Serialize for Witness<'_> {
     }
 }
 
-/// Canonical key order: `event`, `seq`, `hlc`, then `values`/`witness` or
+/// Canonical key order: `event`, `seq`, `hlc`, `values`, `witness`, `stale`, `late`.
+impl Serialize for CutView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        if self.begin {
+            m.serialize_entry("event", "begin")?;
+        }
+        m.serialize_entry("seq", &self.seq)?;
+        m.serialize_entry("hlc", &self.hlc)?;
+        m.serialize_entry("values", &Values(&self.values))?;
+        if let Some(w) = &self.witness {
+            m.serialize_entry("witness", &Witness(w))?;
+        }
+        if !self.stale.is_empty() {
+            m.serialize_entry("stale", self.stale)?;
+        }
+        if self.late {
+            m.serialize_entry("late", &true)?;
+        }
+        m.end()
+    }
+}
+
+/// Canonical key order: `event`, `seq`, `hlc`, then `values`/`witness` (see [`CutView`]) or
 /// `duration_ms`/`cuts`, then `stale`, `late`.
 impl Serialize for OutputRecord {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
         match self {
-            OutputRecord::Cut(c) => {
-                if c.begin {
-                    m.serialize_entry("event", "begin")?;
-                }
-                m.serialize_entry("seq", &c.seq)?;
-                m.serialize_entry("hlc", &c.hlc)?;
-                m.serialize_entry("values", &Values(&c.values))?;
-                if let Some(w) = &c.witness {
-                    m.serialize_entry("witness", &Witness(w))?;
-                }
-                if !c.stale.is_empty() {
-                    m.serialize_entry("stale", &c.stale)?;
-                }
-                if c.late {
-                    m.serialize_entry("late", &true)?;
-                }
-            }
+            OutputRecord::Cut(c) => c.view().serialize(s),
             OutputRecord::End(e) => {
+                let mut m = s.serialize_map(None)?;
                 m.serialize_entry("event", "end")?;
                 m.serialize_entry("seq", &e.seq)?;
                 m.serialize_entry("hlc", &e.hlc)?;
@@ -129,9 +218,9 @@ impl Serialize for OutputRecord {
                 if e.late {
                     m.serialize_entry("late", &true)?;
                 }
+                m.end()
             }
         }
-        m.end()
     }
 }
 
@@ -169,6 +258,19 @@ impl<W: Write> RecordWriter<W> {
             rows: Vec::new(),
             records: 0,
             witness: false,
+        }
+    }
+
+    /// Writes a cut record given as a view: JSON Lines directly, table and CSV rows from its
+    /// owned form.
+    pub fn write_cut(&mut self, cut: &CutView<'_>) -> io::Result<()> {
+        match self.format {
+            Format::Json => {
+                self.records += 1;
+                serde_json::to_writer(&mut self.out, cut)?;
+                self.out.write_all(b"\n")
+            }
+            Format::Table | Format::Csv => self.write(&OutputRecord::Cut(cut.to_owned())),
         }
     }
 

@@ -127,6 +127,47 @@ pub fn run_streaming(
     Ok(out)
 }
 
+/// [`run_streaming`], with the output written the way `rql replay --format json` writes it
+/// (JSON straight from the engine's state, [`rql_exec::Emitted::write`]): one string per line.
+pub fn run_streaming_json(
+    plan: &rql_planner::Plan,
+    inputs: &[String],
+    opts: ExecOptions,
+) -> Result<Vec<String>, String> {
+    let open = || {
+        log_server::SortedMerge::new(
+            inputs
+                .iter()
+                .enumerate()
+                .map(|(i, text)| TraceInput {
+                    name: format!("input{i}"),
+                    reader: Box::new(std::io::Cursor::new(text.clone().into_bytes())),
+                })
+                .collect(),
+        )
+    };
+    let merged = open();
+    let sources = merged.sources().to_vec();
+    let scan = rql_exec::stream::scan(merged, &sources, false).map_err(|e| e.to_string())?;
+    let changes = plan.emit == rql_parser::Emit::Changes;
+    let mut writer = rql_exec::RecordWriter::new(rql_exec::Format::Json, Vec::new(), changes);
+    let mut failed = None;
+    rql_exec::stream::replay_stream(plan, &scan, open(), opts, &mut |e| {
+        if let Err(err) = e.write(&mut writer) {
+            failed = Some(err.to_string());
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let bytes = writer.finish().map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(str::to_string)
+        .collect())
+}
+
 /// Sorted records split into one NDJSON input per node (each in HLC order), the usual shape
 /// of a trace collected from a cluster.
 pub fn inputs_per_node(records: &[Record]) -> Vec<String> {

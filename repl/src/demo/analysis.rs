@@ -82,11 +82,19 @@ pub fn score(runs: &[Run], bugs: &[(Hlc, Option<Hlc>)]) -> Score {
             .iter()
             .filter(|(from, to)| runs.iter().any(|r| r.overlaps(*from, *to)))
             .count(),
-        false_alarms: runs
-            .iter()
-            .filter(|r| !bugs.iter().any(|(from, to)| r.overlaps(*from, *to)))
-            .count(),
+        false_alarms: false_alarms(runs, bugs).count(),
     }
+}
+
+/// The indices of the runs that overlap no bug.
+pub fn false_alarms<'a>(
+    runs: &'a [Run],
+    bugs: &'a [(Hlc, Option<Hlc>)],
+) -> impl Iterator<Item = usize> + 'a {
+    runs.iter()
+        .enumerate()
+        .filter(|(_, r)| !bugs.iter().any(|(from, to)| r.overlaps(*from, *to)))
+        .map(|(i, _)| i)
 }
 
 /// A trace reordered by physical time, as a monitor that trusts the nodes' clocks would see it.
@@ -177,6 +185,7 @@ mod tests {
                 false_alarms: 2
             }
         );
+        assert_eq!(false_alarms(&runs, &bugs).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(score(&[], &bugs).detected, 0);
         assert_eq!(score(&runs[1..3], &[]).false_alarms, 2);
     }

@@ -27,13 +27,14 @@ use log_server::server::{self, ServerConfig};
 use log_server::store::{Store, StoreConfig};
 use log_server::{Hlc, Record};
 use rql_exec::live::{LiveOptions, LiveQuery};
+use rql_exec::output::OutValue;
 use rql_exec::{ExecOptions, OutputRecord};
 use rql_planner::{plan_statement, Catalog, Plan};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::query::EXIT_FAILURE;
-use analysis::{int_value, note_run, physical_order, score, Run, Score};
+use analysis::{false_alarms, int_value, note_run, physical_order, score, Run, Score};
 use cluster::{ClusterConfig, ClusterReport};
 use console::Console;
 
@@ -314,6 +315,8 @@ struct Outcome {
     naive: Vec<Record>,
     consistent: Score,
     naive_score: Score,
+    /// The first naive false alarm: its cut, and money sent and received there.
+    naive_example: Option<(Hlc, Option<i64>, Option<i64>)>,
     staleness: usize,
     /// An offline replay of the trace raises the same conservation alerts as the live query.
     replay_agrees: bool,
@@ -439,7 +442,7 @@ async fn run_cluster(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut batch = Vec::new();
-        let mut stop_now = false;
+        let mut stop_now = None;
         tokio::select! {
             () = signals.recv() => {
                 if stopped_at.is_some() {
@@ -447,9 +450,11 @@ async fn run_cluster(
                     std::process::exit(130);
                 }
                 interrupted = true;
-                stop_now = true;
+                stop_now = Some("interrupted");
             }
-            () = tokio::time::sleep_until(deadline), if stopped_at.is_none() => stop_now = true,
+            () = tokio::time::sleep_until(deadline), if stopped_at.is_none() => {
+                stop_now = Some("time is up");
+            }
             joined = &mut cluster, if report.is_none() => {
                 match joined {
                     Ok(Ok(r)) => report = Some(r),
@@ -464,35 +469,27 @@ async fn run_cluster(
             }
             item = records_rx.recv(), if failure.is_none() => match item {
                 Some(Ok(rec)) => batch.push(rec),
-                Some(Err(e)) => {
-                    failure = Some(e);
-                    stop_now = true;
-                }
-                None => {
-                    failure = Some("the log server's stream ended".into());
-                    stop_now = true;
-                }
+                Some(Err(e)) => failure = Some(e),
+                None => failure = Some("the log server's stream ended".into()),
             },
             _ = tick.tick() => {}
         }
-        if stop_now && stopped_at.is_none() {
-            stopped_at = Some(Instant::now());
-            let _ = stop_tx.send(true);
-            if interrupted {
-                console.line("interrupted: stopping the cluster");
-            } else {
-                console.line("time is up: stopping the cluster");
-            }
-        }
-        while batch.len() < 4096 {
+        // Take what else is waiting, so that a burst is evaluated at once.
+        while batch.len() < 4096 && failure.is_none() {
             match records_rx.try_recv() {
                 Ok(Ok(rec)) => batch.push(rec),
-                Ok(Err(e)) => {
-                    failure.get_or_insert(e);
-                    break;
-                }
+                Ok(Err(e)) => failure = Some(e),
                 Err(_) => break,
             }
+        }
+        if failure.is_some() {
+            // No more alerts can come: stop the cluster, then report the error.
+            stop_now = stop_now.or(Some("the alert stream broke"));
+        }
+        if let (Some(why), None) = (stop_now, stopped_at) {
+            stopped_at = Some(Instant::now());
+            let _ = stop_tx.send(true);
+            console.line(&format!("{why}: stopping the cluster"));
         }
         let now = now_ms(start);
         for rec in batch {
@@ -541,7 +538,7 @@ async fn run_cluster(
         .collect();
     let consistent = score(&conservation.runs, &consistent_windows);
     let replayed = replay_runs(analysis::CONSERVATION, &trace)?;
-    let replay_agrees = replayed == conservation.runs;
+    let replay_agrees = replayed.runs == conservation.runs;
 
     let naive = physical_order(&trace)?;
     let naive_windows: Vec<(Hlc, Option<Hlc>)> = report
@@ -553,7 +550,17 @@ async fn run_cluster(
         })
         .collect();
     let naive_runs = replay_runs(analysis::CONSERVATION, &naive.records)?;
-    let naive_score = score(&naive_runs, &naive_windows);
+    let naive_score = score(&naive_runs.runs, &naive_windows);
+    let naive_example = false_alarms(&naive_runs.runs, &naive_windows)
+        .next()
+        .and_then(|i| Some((naive_runs.runs.get(i)?, naive_runs.begins.get(i)?)))
+        .map(|(run, values)| {
+            (
+                run.begin,
+                int_value(values, "sent"),
+                int_value(values, "received"),
+            )
+        });
     Ok(Outcome {
         report,
         ran,
@@ -563,6 +570,7 @@ async fn run_cluster(
         naive: naive.records,
         consistent,
         naive_score,
+        naive_example,
         staleness: staleness.runs.len(),
         replay_agrees,
     })
@@ -614,17 +622,30 @@ async fn read_back(url: &str) -> Result<Vec<Record>, String> {
     Ok(records)
 }
 
-/// The runs an offline replay of `records` (sorted by HLC) raises.
-fn replay_runs(query: &str, records: &[Record]) -> Result<Vec<Run>, String> {
+/// What an offline replay of an `EMIT CHANGES` query raised: its runs, and the values of
+/// each run's begin cut.
+struct Replayed {
+    runs: Vec<Run>,
+    begins: Vec<Vec<(String, OutValue)>>,
+}
+
+/// Replays `query` over `records` (sorted by HLC).
+fn replay_runs(query: &str, records: &[Record]) -> Result<Replayed, String> {
     let refs: Vec<&Record> = records.iter().collect();
     let catalog = rql_exec::catalog_of(refs.iter().copied());
     let plan = plan(query, &catalog)?;
     let mut runs = Vec::new();
+    let mut begins = Vec::new();
     rql_exec::replay(&plan, &refs, ExecOptions::default(), &mut |rec| {
-        note_run(&mut runs, &rec)
+        note_run(&mut runs, &rec);
+        if let OutputRecord::Cut(cut) = rec {
+            if cut.begin {
+                begins.push(cut.values);
+            }
+        }
     })
     .map_err(|e| format!("replaying the trace: {e}"))?;
-    Ok(runs)
+    Ok(Replayed { runs, begins })
 }
 
 /// Writes the kept files; returns the directory as the summary should show it.
@@ -715,6 +736,16 @@ fn print_summary(console: &Console, args: &DemoArgs, seed: u64, o: &Outcome, kee
             score.detected,
             plural(score.false_alarms, "false alarm")
         );
+    }
+    if let Some((at, Some(sent), Some(received))) = o.naive_example {
+        if received > sent {
+            let _ = writeln!(
+                s,
+                "    e.g. naive cut at {}: {received} received but only {sent} sent (a credit \
+                 ordered before its debit)",
+                console.at(at)
+            );
+        }
     }
     let _ = writeln!(
         s,

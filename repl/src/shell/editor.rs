@@ -76,10 +76,18 @@ fn candidates(helper: &ShellHelper, line: &str, pos: usize) -> (usize, Vec<Pair>
         match typed.find(char::is_whitespace) {
             // Still typing the command name.
             None => {
+                // A command that takes arguments comes with the space before them.
                 let found = COMMANDS
                     .iter()
                     .filter(|c| c.name.starts_with(typed))
-                    .map(|c| pair(c.name.to_string()))
+                    .map(|c| Pair {
+                        display: c.name.to_string(),
+                        replacement: if c.args.is_empty() {
+                            c.name.to_string()
+                        } else {
+                            format!("{} ", c.name)
+                        },
+                    })
                     .collect();
                 return (command_start, found);
             }
@@ -130,6 +138,12 @@ fn query_candidates(helper: &ShellHelper, text: &str) -> (usize, Vec<Pair>) {
             return (open.start + 1, found);
         }
         End::Normal => {}
+    }
+    // A `--` comment runs to the end of the line, so the cursor is in it.
+    if pieces.last().is_some_and(|p| {
+        p.kind == Kind::Comment && p.end == text.len() && text[p.start..].starts_with("--")
+    }) {
+        return (text.len(), Vec::new());
     }
     let word_start = text
         .char_indices()
@@ -200,14 +214,16 @@ fn after_at_nodes(text: &str, pieces: &[super::input::Piece], word_start: usize)
         .iter()
         .filter(|p| p.end <= word_start && p.kind == Kind::Word)
         .map(|p| &text[p.start..p.end])
-        .filter(|w| rql_parser::is_reserved(w))
-        .next_back();
+        .rfind(|w| rql_parser::is_reserved(w));
     last_keyword.is_some_and(|k| k.eq_ignore_ascii_case("NODES"))
 }
 
 /// Candidates from a fixed list for the word before `pos`.
 fn words(line: &str, pos: usize, list: &[&str]) -> (usize, Vec<Pair>) {
-    let start = line[..pos].rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    let start = line[..pos]
+        .char_indices()
+        .rfind(|(_, c)| c.is_whitespace())
+        .map_or(0, |(i, c)| i + c.len_utf8());
     let typed = &line[start..pos];
     let found = list
         .iter()
@@ -408,8 +424,10 @@ mod tests {
             ["COALESCE(", "COS(", "COUNT(", "COUNT_DISTINCT("]
         );
         assert_eq!(offered("SELECT * FROM z").1, ["zk"]);
-        assert_eq!(offered("\\fo"), (0, vec!["\\format".into()]));
+        assert_eq!(offered("\\fo"), (0, vec!["\\format ".into()]));
+        assert_eq!(offered("\\q"), (0, vec!["\\q".into()]));
         assert_eq!(offered("\\format j"), (8, vec!["json".into()]));
+        assert_eq!(offered("\\format\u{3000}c"), (10, vec!["csv".into()]));
         assert_eq!(offered("\\watch SELECT zk.v").1, ["zk.version"]);
         assert_eq!(offered("SELECT * FROM inv AT NODES n").1, ["'n-2'", "n1"]);
         assert_eq!(offered("SELECT inv.a['n-").1, ["n-2'"]);

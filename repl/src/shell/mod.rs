@@ -586,12 +586,7 @@ impl Session {
     fn fetch(&mut self, servers: &[String]) -> Option<source::History> {
         let token = self.args.token.clone();
         match self.cancellable(fetch_history(servers, token.as_deref())) {
-            Ok(Some(Ok(history))) => {
-                for n in &history.notes {
-                    eprintln!("note: {n}");
-                }
-                Some(history)
-            }
+            Ok(Some(Ok(history))) => Some(history),
             Ok(Some(Err(e))) | Err(e) => {
                 self.fail(Failure::Run, &e);
                 None
@@ -607,6 +602,10 @@ impl Session {
         let Some(history) = self.fetch(servers) else {
             return;
         };
+        // Said once here rather than before every query, which reads the history again.
+        for n in &history.notes {
+            eprintln!("note: {n}");
+        }
         self.status(&format!(
             "Connected to {}: {} retained. Queries read this history; \\watch QUERY follows it \
              live.",
@@ -746,8 +745,13 @@ impl Session {
                 }
                 Ended::Cancelled { fraction } => {
                     let noun = if changes { "record" } else { "cut" };
+                    let unprinted = if self.format != Format::Json && run.emitted > 0 {
+                        "; a partial table or CSV is not printed"
+                    } else {
+                        ""
+                    };
                     eprintln!(
-                        "cancelled after {} {noun}{} ({:.0}% of the steps evaluated)",
+                        "cancelled after {} {noun}{} ({:.0}% of the steps evaluated{unprinted})",
                         run.emitted,
                         if run.emitted == 1 { "" } else { "s" },
                         fraction * 100.0

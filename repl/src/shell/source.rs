@@ -17,7 +17,7 @@ use crate::watch::fetch_status;
 
 /// Steps per batch: small enough that even a query spending milliseconds per cut notices a
 /// Ctrl-C within about a tenth of a second, large enough that the loop costs nothing.
-const BATCH_STEPS: usize = 64;
+const BATCH_STEPS: usize = 32;
 
 /// A trace in memory, ready to be queried any number of times.
 pub(crate) struct TraceData {

@@ -236,6 +236,12 @@ pub async fn run(config: SourceConfig, events: mpsc::Sender<Event>) {
             }
         }
     };
+    // A node whose every record retention folded away sends nothing from `earliest` on: it
+    // cannot be waited for at the start.
+    let nodes = nodes
+        .into_iter()
+        .filter(|(_, (last, _))| *last >= earliest)
+        .collect();
     if events.send(Event::Nodes { server, nodes }).await.is_err() {
         return;
     }
