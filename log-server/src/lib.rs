@@ -9,6 +9,8 @@ pub mod columnar;
 mod fast;
 pub mod hlc;
 mod json;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 pub mod ndjson;
 pub mod record;
 #[cfg(feature = "server")]

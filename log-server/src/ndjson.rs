@@ -527,31 +527,39 @@ pub fn read_traces(
             !drop
         });
         trace.skipped += apply_errors.len();
-        // Keep the earliest errors by input and line.
-        let names = &trace.sources;
-        let mut all: Vec<(Origin, TraceError)> = trace
-            .errors
-            .drain(..)
-            .map(|e| {
-                let source = names
-                    .iter()
-                    .position(|n| Some(n) == e.source.as_ref())
-                    .unwrap_or(0);
-                (
-                    Origin {
-                        source,
-                        line: e.line,
-                    },
-                    e,
-                )
-            })
-            .chain(apply_errors)
-            .collect();
-        all.sort_by_key(|(o, _)| *o);
-        all.truncate(MAX_REPORTED_ERRORS);
-        trace.errors = all.into_iter().map(|(_, e)| e).collect();
+        merge_errors(&mut trace.errors, &trace.sources, apply_errors);
     }
     Ok(trace)
+}
+
+/// Adds the `add`/`remove` errors `extra` (with their origins) to the parse errors already in
+/// `errors` (which name their input), keeping the earliest `MAX_REPORTED_ERRORS` by input and
+/// line.
+pub(crate) fn merge_errors(
+    errors: &mut Vec<TraceError>,
+    sources: &[String],
+    extra: Vec<(Origin, TraceError)>,
+) {
+    let mut all: Vec<(Origin, TraceError)> = errors
+        .drain(..)
+        .map(|e| {
+            let source = sources
+                .iter()
+                .position(|n| Some(n) == e.source.as_ref())
+                .unwrap_or(0);
+            (
+                Origin {
+                    source,
+                    line: e.line,
+                },
+                e,
+            )
+        })
+        .chain(extra)
+        .collect();
+    all.sort_by_key(|(o, _)| *o);
+    all.truncate(MAX_REPORTED_ERRORS);
+    *errors = all.into_iter().map(|(_, e)| e).collect();
 }
 
 /// `read_trace` on a file; errors carry the path as their source.

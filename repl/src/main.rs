@@ -2,8 +2,10 @@
 //! parses arguments and dispatches.
 
 mod check;
+mod convert;
 mod demo;
 mod gen;
+mod parquet_replay;
 mod query;
 mod replay;
 mod serve;
@@ -81,6 +83,13 @@ enum Command {
     /// error in the query or command (and none failed otherwise), 1 if a run, trace or server
     /// failed.
     Repl(Box<shell::ReplArgs>),
+    /// Convert a trace between NDJSON and Parquet (by extension: .ndjson/.jsonl, .parquet).
+    ///
+    /// Parquet traces hold one row per change: rec (u64), idx (u32), node, hlc (u64, packed
+    /// l<<16|c), op (set, unset, add, remove, leave, heartbeat), key (log.key), v_int, v_float,
+    /// v_str, v_bool, v_json (sets, structs, add/remove elements), pt. Every record survives
+    /// exactly. Exit status: 0 on success, 1 for a bad trace or an I/O error.
+    Convert(convert::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -97,5 +106,6 @@ fn main() -> ExitCode {
         Command::Watch(args) => watch::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Repl(args) => shell::run(&args),
+        Command::Convert(args) => convert::run(&args),
     }
 }

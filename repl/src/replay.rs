@@ -49,6 +49,10 @@ pub struct ReplayArgs {
     /// files totalling at least 256 MiB; an unsorted input is then sorted in memory instead.
     #[arg(long)]
     pub stream: bool,
+    /// Parquet traces: memory DataFusion may use to sort the rows by HLC before spilling to
+    /// disk (e.g. 1GiB); default no limit.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<bytesize::ByteSize>,
 }
 
 /// Inputs at least this large (all files) are streamed when they turn out to be sorted.
@@ -142,6 +146,10 @@ pub fn run_replay(args: &ReplayArgs) -> ExitCode {
     {
         eprintln!("error: standard input cannot hold both the trace and the query");
         return ExitCode::from(EXIT_FAILURE);
+    }
+    // Parquet traces (`.parquet` files, directories of them) are read through DataFusion.
+    if crate::convert::any_parquet(&args.traces) {
+        return crate::parquet_replay::run(args, &q);
     }
     let stdin = args.traces.iter().any(|t| t == "-");
     if args.stream && stdin {

@@ -106,18 +106,7 @@ pub fn run_streaming(
     inputs: &[String],
     opts: ExecOptions,
 ) -> Result<Vec<OutputRecord>, String> {
-    let open = || {
-        log_server::SortedMerge::new(
-            inputs
-                .iter()
-                .enumerate()
-                .map(|(i, text)| TraceInput {
-                    name: format!("input{i}"),
-                    reader: Box::new(std::io::Cursor::new(text.clone().into_bytes())),
-                })
-                .collect(),
-        )
-    };
+    let open = || merged(inputs);
     let merged = open();
     let sources = merged.sources().to_vec();
     let scan = rql_exec::stream::scan(merged, &sources, false).map_err(|e| e.to_string())?;
@@ -134,18 +123,7 @@ pub fn run_streaming_json(
     inputs: &[String],
     opts: ExecOptions,
 ) -> Result<Vec<String>, String> {
-    let open = || {
-        log_server::SortedMerge::new(
-            inputs
-                .iter()
-                .enumerate()
-                .map(|(i, text)| TraceInput {
-                    name: format!("input{i}"),
-                    reader: Box::new(std::io::Cursor::new(text.clone().into_bytes())),
-                })
-                .collect(),
-        )
-    };
+    let open = || merged(inputs);
     let merged = open();
     let sources = merged.sources().to_vec();
     let scan = rql_exec::stream::scan(merged, &sources, false).map_err(|e| e.to_string())?;
@@ -166,6 +144,20 @@ pub fn run_streaming_json(
         .lines()
         .map(str::to_string)
         .collect())
+}
+
+/// NDJSON texts, each in HLC order, merged into one sorted record stream.
+fn merged(inputs: &[String]) -> log_server::SortedMerge<'static> {
+    log_server::SortedMerge::new(
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(i, text)| TraceInput {
+                name: format!("input{i}"),
+                reader: Box::new(std::io::Cursor::new(text.clone().into_bytes())),
+            })
+            .collect(),
+    )
 }
 
 /// Sorted records split into one NDJSON input per node (each in HLC order), the usual shape

@@ -14,8 +14,7 @@ use crate::chunked::{self, ChunkCollect, ChunkParse, CHUNK_BYTES};
 use crate::fast::{self, LineParts};
 use crate::hlc::Hlc;
 use crate::ndjson::{
-    parse_record_reference, utf8_line, Origin, ReadOptions, TraceError, TraceInput,
-    MAX_REPORTED_ERRORS,
+    merge_errors, parse_record_reference, utf8_line, Origin, ReadOptions, TraceError, TraceInput,
 };
 use crate::record::Record;
 use crate::state::ApplyError;
@@ -76,35 +75,6 @@ fn read_columnar_with(
     loaded.records = all.recs.len();
     loaded.cols = all.finish();
     Ok(loaded)
-}
-
-/// Adds the `add`/`remove` errors `extra` (with their origins) to the parse errors already in
-/// `errors`, keeping the earliest by input and line.
-fn merge_errors(
-    errors: &mut Vec<TraceError>,
-    sources: &[String],
-    extra: Vec<(Origin, TraceError)>,
-) {
-    let mut all: Vec<(Origin, TraceError)> = errors
-        .drain(..)
-        .map(|e| {
-            let source = sources
-                .iter()
-                .position(|n| Some(n) == e.source.as_ref())
-                .unwrap_or(0);
-            (
-                Origin {
-                    source,
-                    line: e.line,
-                },
-                e,
-            )
-        })
-        .chain(extra)
-        .collect();
-    all.sort_by_key(|(o, _)| *o);
-    all.truncate(MAX_REPORTED_ERRORS);
-    *errors = all.into_iter().map(|(_, e)| e).collect();
 }
 
 /// Where a record came from, packed: input index in the top 24 bits, line in the low 40.

@@ -64,11 +64,16 @@ pub(crate) fn run_query(
         if write_error.is_some() || cancel.load(Ordering::Relaxed) {
             return;
         }
-        let mut rec = e.record();
-        if format == Format::Table {
+        // The table needs its own copy to cut values short; the other formats are written
+        // straight from the engine's state.
+        let written = if format == Format::Table {
+            let mut rec = e.record();
             shorten(&mut rec);
-        }
-        match writer.write(&rec) {
+            writer.write(&rec)
+        } else {
+            e.write(&mut writer)
+        };
+        match written {
             Ok(()) => emitted += 1,
             Err(err) => write_error = Some(err),
         }

@@ -1,0 +1,973 @@
+//! Reading Parquet traces through DataFusion: the files are scanned with the query's exact
+//! filters pushed down (rows past the last time any query looks at, variables of logs no query
+//! reads, nodes outside every AT NODES), sorted by HLC (spilling to disk under a memory limit),
+//! and walked row by row into [`Columnar`] form or into [`Record`]s. Every row is checked as
+//! strictly as an NDJSON line; an error names the file, the record and the fix.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array,
+    UInt64Array,
+};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::functions_aggregate::expr_fn::max;
+use datafusion::logical_expr::{cast, col, lit, Expr};
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use futures_util::StreamExt;
+use rustc_hash::FxHashMap;
+
+use super::{META_KEYS, META_MAX_HLC, META_RECORDS};
+use crate::columnar::{CRecord, Columnar, HlcGroup, Names, NodeIdx, NodeTable, Op, Steps, VarIdx};
+use crate::columnar::VarTable;
+use crate::hlc::Hlc;
+use crate::ndjson::parse_value;
+use crate::record::{Record, VarName, MAX_NODE_ID_BYTES};
+use crate::value::{SetValue, Value};
+
+/// How the reader may use resources.
+#[derive(Clone, Debug, Default)]
+pub struct ParquetOptions {
+    /// Bytes DataFusion may hold while sorting; past it the sort spills to disk. `None`: no
+    /// limit.
+    pub memory_limit: Option<usize>,
+    /// Where spill files go (default: the OS temporary directory).
+    pub temp_dir: Option<PathBuf>,
+}
+
+/// Rows a reader may leave out because no query can see them (see `rql replay`, which derives
+/// them from the plans). `None` keeps everything of that kind. `leave` and `heartbeat` rows
+/// are never dropped by `keys`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PushDown {
+    /// Keep rows with `hlc <=` this.
+    pub until: Option<Hlc>,
+    /// Keep changes of these variables only (`log.key`).
+    pub keys: Option<Vec<String>>,
+    /// Keep rows of these nodes only.
+    pub nodes: Option<Vec<String>>,
+}
+
+impl PushDown {
+    pub fn is_empty(&self) -> bool {
+        self.until.is_none() && self.keys.is_none() && self.nodes.is_none()
+    }
+}
+
+/// A Parquet trace read into memory for replay.
+#[derive(Clone, Debug, Default)]
+pub struct ParquetTrace {
+    pub cols: Columnar,
+    pub sources: Vec<String>,
+    /// Records kept (heartbeats included).
+    pub records: usize,
+    /// Whether DataFusion had to sort the rows (the files were not in (hlc, rec, idx) order,
+    /// or there were several).
+    pub sorted_by_datafusion: bool,
+}
+
+/// What planning needs from a whole trace before any filter: every variable named, and the
+/// largest HLC (NOW of a replay is its physical part).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TraceSummary {
+    pub keys: Vec<String>,
+    pub max_hlc: Option<Hlc>,
+}
+
+/// The Parquet files named by `paths`: files as given, directories expanded to their
+/// `*.parquet` files sorted by name (records with equal HLCs keep that order).
+pub fn parquet_files(paths: &[String]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for p in paths {
+        let path = Path::new(p);
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path)
+                .map_err(|e| format!("cannot list directory {p}: {e}"))?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "parquet") && f.is_file())
+                .collect();
+            if found.is_empty() {
+                return Err(format!(
+                    "directory {p} holds no .parquet files\nhint: convert NDJSON traces with \
+                     `rql convert TRACE.ndjson {p}/TRACE.parquet`"
+                ));
+            }
+            found.sort();
+            files.extend(found);
+        } else if path.is_file() {
+            files.push(path.to_path_buf());
+        } else {
+            return Err(format!("cannot open trace {p}: no such file or directory"));
+        }
+    }
+    Ok(files)
+}
+
+/// The columns a reader needs, and the type each is read as (other integer, float and string
+/// types are cast; anything else is an error naming the column).
+const COLUMNS: [(&str, DataType); 11] = [
+    ("rec", DataType::UInt64),
+    ("idx", DataType::UInt32),
+    ("node", DataType::Utf8),
+    ("hlc", DataType::UInt64),
+    ("op", DataType::Utf8),
+    ("key", DataType::Utf8),
+    ("v_int", DataType::Int64),
+    ("v_float", DataType::Float64),
+    ("v_str", DataType::Utf8),
+    ("v_bool", DataType::Boolean),
+    ("v_json", DataType::Utf8),
+];
+
+/// Whether a column stored as `from` can be read as `to` without changing what it means.
+fn compatible(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    let int = |t: &DataType| {
+        matches!(
+            t,
+            Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64
+        )
+    };
+    let string = |t: &DataType| matches!(t, Utf8 | LargeUtf8 | Utf8View)
+        || matches!(t, Dictionary(_, v) if matches!(**v, Utf8 | LargeUtf8 | Utf8View));
+    match to {
+        UInt64 | UInt32 | Int64 => int(from),
+        Float64 => matches!(from, Float16 | Float32 | Float64),
+        Utf8 => string(from),
+        Boolean => matches!(from, Boolean),
+        // Only a file's own value column can be `Null` (all values missing).
+        _ => false,
+    }
+    || matches!(from, Null)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .build()
+        .map_err(|e| format!("cannot start the Parquet reader's threads: {e}"))
+}
+
+fn session(opts: &ParquetOptions, partitions: Option<usize>) -> Result<SessionContext, String> {
+    // Plain strings (not views): the row walker reads `StringArray`s.
+    let mut config = SessionConfig::new()
+        .set_bool("datafusion.execution.parquet.schema_force_view_types", false);
+    if let Some(n) = partitions {
+        config = config.with_target_partitions(n);
+    }
+    let mut rt = RuntimeEnvBuilder::new();
+    if let Some(limit) = opts.memory_limit {
+        // Spilling operators (the sort) share the pool fairly and spill instead of failing.
+        rt = rt.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+    }
+    if let Some(dir) = &opts.temp_dir {
+        rt = rt.with_temp_file_path(dir.clone());
+    }
+    let rt = rt
+        .build_arc()
+        .map_err(|e| format!("cannot set up the Parquet reader: {e}"))?;
+    Ok(SessionContext::new_with_config_rt(config, rt))
+}
+
+/// The rows of all `files` as one frame of the [`COLUMNS`] (plus `pt` if asked, and `file`,
+/// the file's index), filtered by `push`.
+async fn frame(
+    ctx: &SessionContext,
+    files: &[PathBuf],
+    push: &PushDown,
+    with_pt: bool,
+) -> Result<DataFrame, String> {
+    let mut all: Option<DataFrame> = None;
+    for (i, file) in files.iter().enumerate() {
+        let shown = file.display();
+        let path = file
+            .to_str()
+            .ok_or_else(|| format!("{shown}: the path is not UTF-8, which the reader needs"))?;
+        let opts = ParquetReadOptions {
+            // Files are chosen by the caller (any name), not by DataFusion's extension filter.
+            file_extension: "",
+            ..ParquetReadOptions::default()
+        };
+        let df = ctx
+            .read_parquet(path, opts)
+            .await
+            .map_err(|e| format!("{shown}: cannot read it as Parquet: {e}"))?;
+        let schema = df.schema().clone();
+        let mut exprs = Vec::new();
+        let mut wanted: Vec<(&str, DataType)> = COLUMNS.to_vec();
+        if with_pt {
+            wanted.push(("pt", DataType::UInt64));
+        }
+        for (name, ty) in wanted {
+            let field = match schema.field_with_unqualified_name(name) {
+                Ok(f) => f,
+                // `pt` is optional: traces without physical clock readings may leave it out.
+                Err(_) if name == "pt" => {
+                    exprs.push(cast(lit(datafusion::scalar::ScalarValue::Null), ty).alias(name));
+                    continue;
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "{shown}: not a trace: column `{name}` is missing (a Parquet trace has \
+                         columns rec, idx, node, hlc, op, key, v_int, v_float, v_str, v_bool, \
+                         v_json and optionally pt)\nhint: write Parquet traces with \
+                         `rql convert TRACE.ndjson TRACE.parquet`"
+                    ))
+                }
+            };
+            if field.data_type() == &ty {
+                exprs.push(col(name));
+            } else if compatible(field.data_type(), &ty) {
+                exprs.push(cast(col(name), ty).alias(name));
+            } else {
+                return Err(format!(
+                    "{shown}: column `{name}` has type {}, which cannot be read as {ty}\nhint: \
+                     store `{name}` as {ty} (see the Parquet trace schema in `rql convert --help`)",
+                    field.data_type()
+                ));
+            }
+        }
+        exprs.push(lit(i as u32).alias("file"));
+        let mut df = df.select(exprs).map_err(|e| format!("{shown}: {e}"))?;
+        if let Some(filter) = filter(push) {
+            df = df.filter(filter).map_err(|e| format!("{shown}: {e}"))?;
+        }
+        all = Some(match all {
+            None => df,
+            Some(a) => a.union(df).map_err(|e| format!("{shown}: {e}"))?,
+        });
+    }
+    all.ok_or_else(|| "no trace files given".to_string())
+}
+
+fn filter(push: &PushDown) -> Option<Expr> {
+    let mut parts = Vec::new();
+    if let Some(until) = push.until {
+        parts.push(col("hlc").lt_eq(lit(until.packed())));
+    }
+    if let Some(keys) = &push.keys {
+        let list = keys.iter().map(|k| lit(k.as_str())).collect();
+        // Leave and heartbeat rows have no key and are always kept: they move P(t) and
+        // membership.
+        parts.push(col("key").is_null().or(col("key").in_list(list, false)));
+    }
+    if let Some(nodes) = &push.nodes {
+        let list = nodes.iter().map(|n| lit(n.as_str())).collect();
+        parts.push(col("node").in_list(list, false));
+    }
+    parts.into_iter().reduce(Expr::and)
+}
+
+fn sort_order() -> Vec<datafusion::logical_expr::SortExpr> {
+    ["hlc", "file", "rec", "idx"]
+        .iter()
+        .map(|c| col(*c).sort(true, false))
+        .collect()
+}
+
+/// Runs `df` and feeds every batch to `walker`.
+async fn walk(df: DataFrame, walker: &mut Walker<'_, impl Sink>) -> Result<(), Walk> {
+    let mut stream = df
+        .execute_stream()
+        .await
+        .map_err(|e| Walk::Error(datafusion_error(&e)))?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| Walk::Error(datafusion_error(&e)))?;
+        walker.batch(&batch)?;
+    }
+    walker.end_record().map_err(Walk::Error)
+}
+
+fn datafusion_error(e: &datafusion::error::DataFusionError) -> String {
+    let text = e.to_string();
+    if text.contains("Resources exhausted") || text.contains("ResourcesExhausted") {
+        format!(
+            "reading the trace ran out of memory: {text}\nhint: raise --memory-limit, or make \
+             room in the temporary directory for spill files"
+        )
+    } else {
+        format!("reading the trace failed: {text}")
+    }
+}
+
+/// Reads the rows of `files` in (hlc, file, rec, idx) order into `sink`: first without a sort
+/// (one file written sorted, the usual case, streams straight through), and if that finds a
+/// row out of order, again with DataFusion's sort.
+fn read_into<S: Sink>(
+    files: &[PathBuf],
+    push: &PushDown,
+    opts: &ParquetOptions,
+    with_pt: bool,
+    make: impl Fn() -> S,
+) -> Result<(S, bool), String> {
+    let rt = runtime()?;
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    rt.block_on(async {
+        if files.len() == 1 {
+            // One partition keeps the file's row order.
+            let ctx = session(opts, Some(1))?;
+            let df = frame(&ctx, files, push, with_pt).await?;
+            let mut walker = Walker::new(&names, make(), true);
+            match walk(df, &mut walker).await {
+                Ok(()) => return Ok((walker.sink, false)),
+                Err(Walk::Error(e)) => return Err(e),
+                Err(Walk::Unsorted) => {}
+            }
+        }
+        let ctx = session(opts, None)?;
+        let df = frame(&ctx, files, push, with_pt).await?;
+        let df = df.sort(sort_order()).map_err(|e| e.to_string())?;
+        let mut walker = Walker::new(&names, make(), false);
+        match walk(df, &mut walker).await {
+            Ok(()) => Ok((walker.sink, true)),
+            Err(Walk::Error(e)) => Err(e),
+            Err(Walk::Unsorted) => Err("the sorted rows came out of order".to_string()),
+        }
+    })
+}
+
+/// The names and NOW of a whole trace (before any filter): from the footers [`ParquetWriter`]
+/// writes when every file has them, else by a scan of `key` and `hlc`.
+///
+/// [`ParquetWriter`]: super::ParquetWriter
+pub fn trace_summary(files: &[PathBuf], opts: &ParquetOptions) -> Result<TraceSummary, String> {
+    if let Some(summary) = summary_from_footers(files) {
+        return Ok(summary);
+    }
+    let rt = runtime()?;
+    rt.block_on(async {
+        let ctx = session(opts, None)?;
+        let df = frame(&ctx, files, &PushDown::default(), false).await?;
+        let keys = df
+            .clone()
+            .filter(col("key").is_not_null())
+            .and_then(|d| d.aggregate(vec![col("key")], vec![]))
+            .map_err(|e| e.to_string())?
+            .collect()
+            .await
+            .map_err(|e| datafusion_error(&e))?;
+        let mut all = BTreeSet::new();
+        for batch in &keys {
+            let Some(a) = batch.column(0).as_any().downcast_ref::<StringArray>() else {
+                return Err("the key column did not read as strings".to_string());
+            };
+            all.extend(a.iter().flatten().map(str::to_string));
+        }
+        let top = df
+            .aggregate(vec![], vec![max(col("hlc")).alias("m")])
+            .map_err(|e| e.to_string())?
+            .collect()
+            .await
+            .map_err(|e| datafusion_error(&e))?;
+        let max_hlc = top
+            .first()
+            .and_then(|b| b.column(0).as_any().downcast_ref::<UInt64Array>().cloned())
+            .and_then(|a| (a.len() == 1 && a.is_valid(0)).then(|| Hlc::from_packed(a.value(0))));
+        Ok(TraceSummary {
+            keys: all.into_iter().collect(),
+            max_hlc,
+        })
+    })
+}
+
+/// [`TraceSummary`] from the `rql.*` footer entries, if every file has them.
+fn summary_from_footers(files: &[PathBuf]) -> Option<TraceSummary> {
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut keys = BTreeSet::new();
+    let mut max_hlc: Option<Hlc> = None;
+    for f in files {
+        let reader = SerializedFileReader::new(std::fs::File::open(f).ok()?).ok()?;
+        let kv = reader.metadata().file_metadata().key_value_metadata()?;
+        let get = |k: &str| {
+            kv.iter()
+                .find(|e| e.key == k)
+                .and_then(|e| e.value.clone())
+        };
+        let file_keys: Vec<String> = serde_json::from_str(&get(META_KEYS)?).ok()?;
+        let top: u64 = get(META_MAX_HLC)?.parse().ok()?;
+        let records: u64 = get(META_RECORDS)?.parse().ok()?;
+        // A file edited by another tool may keep the footer of the original: trust it only
+        // when the row count still matches what the writer wrote.
+        if records > reader.metadata().file_metadata().num_rows() as u64 {
+            return None;
+        }
+        keys.extend(file_keys);
+        if records > 0 {
+            let h = Hlc::from_packed(top);
+            max_hlc = Some(max_hlc.map_or(h, |m| m.max(h)));
+        }
+    }
+    Some(TraceSummary {
+        keys: keys.into_iter().collect(),
+        max_hlc,
+    })
+}
+
+/// Reads Parquet trace files into [`Columnar`] form for replay, leaving out the rows `push`
+/// allows. Node ids are numbered in byte order and records grouped by HLC, as
+/// [`read_columnar`](crate::columnar::read_columnar) does; `add`/`remove` on a non-set value
+/// is an error.
+pub fn read_parquet_columnar(
+    files: &[PathBuf],
+    push: &PushDown,
+    opts: &ParquetOptions,
+) -> Result<ParquetTrace, String> {
+    let (sink, sorted_by_datafusion) = read_into(files, push, opts, false, ColumnarSink::default)?;
+    let sources: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let records = sink.recs.len();
+    let cols = sink.finish(&sources)?;
+    Ok(ParquetTrace {
+        cols,
+        sources,
+        records,
+        sorted_by_datafusion,
+    })
+}
+
+/// Reads Parquet trace files as records sorted by HLC (equal HLCs: file order, then `rec`),
+/// checked as strictly as NDJSON (`add`/`remove` on a non-set value included).
+pub fn read_parquet_records(
+    files: &[PathBuf],
+    opts: &ParquetOptions,
+) -> Result<Vec<Record>, String> {
+    let (sink, _) = read_into(
+        files,
+        &PushDown::default(),
+        opts,
+        true,
+        RecordSink::default,
+    )?;
+    let refs: Vec<&Record> = sink.records.iter().collect();
+    let cols = Columnar::from_records(&refs);
+    if let Err((i, e)) = check_set_changes(&cols) {
+        let at = sink.origins.get(i).map_or(String::new(), |(f, r)| {
+            let file = files.get(*f as usize).map(|p| p.display().to_string());
+            format!("{}: record {r}", file.unwrap_or_default())
+        });
+        return Err(format!("{at}: {e}"));
+    }
+    Ok(sink.records)
+}
+
+/// How a walk stops early.
+enum Walk {
+    Error(String),
+    /// A row came before the previous one in (hlc, file, rec, idx) order.
+    Unsorted,
+}
+
+/// One change as read from a row.
+enum Change<'a> {
+    Unset(&'a str),
+    Set(&'a str, Option<Value>),
+    Remove(&'a str, SetValue),
+    Add(&'a str, SetValue),
+}
+
+/// Where rows go, one record at a time.
+trait Sink {
+    fn start(&mut self, node: &str, hlc: Hlc, pt: Option<u64>, origin: (u32, u64)) -> Result<(), String>;
+    fn change(&mut self, change: Change<'_>) -> Result<(), String>;
+    fn end(&mut self, leave: bool) -> Result<(), String>;
+}
+
+/// The record being read.
+struct Current {
+    file: u32,
+    rec: u64,
+    idx: u32,
+    hlc: u64,
+    node: String,
+    /// Rank (in `OPS`) of the last row: rows of a record must go in apply order.
+    rank: usize,
+    leave: bool,
+    rows: usize,
+}
+
+/// Turns batches of rows into records for a [`Sink`].
+struct Walker<'f, S> {
+    files: &'f [String],
+    sink: S,
+    /// Stop at the first row out of order (the sort-free attempt) instead of trusting the sort.
+    check_order: bool,
+    cur: Option<Current>,
+}
+
+/// Typed views of a batch's columns.
+struct Columns<'b> {
+    rec: &'b UInt64Array,
+    idx: &'b UInt32Array,
+    node: &'b StringArray,
+    hlc: &'b UInt64Array,
+    op: &'b StringArray,
+    key: &'b StringArray,
+    v_int: &'b Int64Array,
+    v_float: &'b Float64Array,
+    v_str: &'b StringArray,
+    v_bool: &'b BooleanArray,
+    v_json: &'b StringArray,
+    pt: Option<&'b UInt64Array>,
+    file: &'b UInt32Array,
+}
+
+fn column<'b, T: 'static>(batch: &'b RecordBatch, name: &str) -> Result<&'b T, String> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| format!("internal: column `{name}` did not read as expected"))
+}
+
+impl<'b> Columns<'b> {
+    fn of(batch: &'b RecordBatch) -> Result<Columns<'b>, String> {
+        Ok(Columns {
+            rec: column(batch, "rec")?,
+            idx: column(batch, "idx")?,
+            node: column(batch, "node")?,
+            hlc: column(batch, "hlc")?,
+            op: column(batch, "op")?,
+            key: column(batch, "key")?,
+            v_int: column(batch, "v_int")?,
+            v_float: column(batch, "v_float")?,
+            v_str: column(batch, "v_str")?,
+            v_bool: column(batch, "v_bool")?,
+            v_json: column(batch, "v_json")?,
+            pt: column(batch, "pt").ok(),
+            file: column(batch, "file")?,
+        })
+    }
+}
+
+fn rank_of(op: &str) -> Option<usize> {
+    super::OPS.iter().position(|o| *o == op)
+}
+
+impl<'f, S: Sink> Walker<'f, S> {
+    fn new(files: &'f [String], sink: S, check_order: bool) -> Walker<'f, S> {
+        Walker {
+            files,
+            sink,
+            check_order,
+            cur: None,
+        }
+    }
+
+    fn end_record(&mut self) -> Result<(), String> {
+        if let Some(cur) = self.cur.take() {
+            self.sink.end(cur.leave)?;
+        }
+        Ok(())
+    }
+
+    fn batch(&mut self, batch: &RecordBatch) -> Result<(), Walk> {
+        let c = Columns::of(batch).map_err(Walk::Error)?;
+        for i in 0..batch.num_rows() {
+            self.row(&c, i)?;
+        }
+        Ok(())
+    }
+
+    fn row(&mut self, c: &Columns<'_>, i: usize) -> Result<(), Walk> {
+        let file = c.file.value(i);
+        let files = self.files;
+        let bad = |what: String| {
+            Walk::Error(format!(
+                "{}: {what}\nhint: fix the row, or rewrite the file with `rql convert`",
+                files.get(file as usize).map_or("?", String::as_str)
+            ))
+        };
+        for (name, nulls) in [
+            ("rec", c.rec.is_null(i)),
+            ("idx", c.idx.is_null(i)),
+            ("node", c.node.is_null(i)),
+            ("hlc", c.hlc.is_null(i)),
+            ("op", c.op.is_null(i)),
+        ] {
+            if nulls {
+                return Err(bad(format!(
+                    "a row has a null (or negative) `{name}`; every row needs one"
+                )));
+            }
+        }
+        let (rec, idx, hlc) = (c.rec.value(i), c.idx.value(i), c.hlc.value(i));
+        let node = c.node.value(i);
+        let op = c.op.value(i);
+        let at = |what: String| {
+            let h = Hlc::from_packed(hlc);
+            bad(format!(
+                "record {rec} (node {node:?}, hlc [{},{}]): {what}",
+                h.physical(),
+                h.logical()
+            ))
+        };
+        let same_record = match &self.cur {
+            Some(cur) => {
+                let before = (cur.hlc, cur.file, cur.rec, cur.idx);
+                let now = (hlc, file, rec, idx);
+                if self.check_order && now <= before {
+                    return Err(Walk::Unsorted);
+                }
+                cur.file == file && cur.rec == rec
+            }
+            None => false,
+        };
+        let rank = rank_of(op).ok_or_else(|| {
+            at(format!(
+                "unknown op {op:?} (expected one of set, unset, add, remove, leave, heartbeat)"
+            ))
+        })?;
+        if same_record {
+            let Some(cur) = self.cur.as_mut() else {
+                return Err(at("internal: lost the current record".to_string()));
+            };
+            if cur.hlc != hlc || cur.node != node {
+                return Err(at(format!(
+                    "rows of one record disagree on node or hlc (node {:?}, hlc {})",
+                    cur.node, cur.hlc
+                )));
+            }
+            if rank < cur.rank || cur.leave || rank == 5 || cur.rank == 5 {
+                return Err(at(format!(
+                    "row {op:?} (idx {idx}) is out of place: within a record rows go unset, set, \
+                     remove, add, then leave; a heartbeat is a record's only row"
+                )));
+            }
+            cur.rank = rank;
+            cur.idx = idx;
+            cur.rows += 1;
+        } else {
+            self.end_record().map_err(Walk::Error)?;
+            if node.is_empty() || node.len() > MAX_NODE_ID_BYTES {
+                return Err(at(format!(
+                    "node id must be 1 to {MAX_NODE_ID_BYTES} bytes"
+                )));
+            }
+            let pt = c.pt.and_then(|p| p.is_valid(i).then(|| p.value(i)));
+            self.sink
+                .start(node, Hlc::from_packed(hlc), pt, (file, rec))
+                .map_err(at)?;
+            self.cur = Some(Current {
+                file,
+                rec,
+                idx,
+                hlc,
+                node: node.to_string(),
+                rank,
+                leave: false,
+                rows: 1,
+            });
+        }
+        let key = c.key.is_valid(i).then(|| c.key.value(i));
+        let typed = [
+            ("v_int", c.v_int.is_valid(i)),
+            ("v_float", c.v_float.is_valid(i)),
+            ("v_str", c.v_str.is_valid(i)),
+            ("v_bool", c.v_bool.is_valid(i)),
+        ];
+        let json = c.v_json.is_valid(i).then(|| c.v_json.value(i));
+        let filled: Vec<&str> = typed
+            .iter()
+            .filter(|(_, v)| *v)
+            .map(|(n, _)| *n)
+            .chain(json.map(|_| "v_json"))
+            .collect();
+        let change = match op {
+            "leave" | "heartbeat" => {
+                if key.is_some() || !filled.is_empty() {
+                    return Err(at(format!(
+                        "a {op:?} row has a key or a value; they must be null"
+                    )));
+                }
+                if op == "leave" {
+                    if let Some(cur) = self.cur.as_mut() {
+                        cur.leave = true;
+                    }
+                }
+                return Ok(());
+            }
+            _ => {
+                let Some(key) = key else {
+                    return Err(at(format!("a {op:?} row needs a key (log.key)")));
+                };
+                match op {
+                    "unset" => {
+                        if !filled.is_empty() {
+                            return Err(at(format!(
+                                "an \"unset\" row of {key} has a value in {}; it must have none",
+                                filled.join(", ")
+                            )));
+                        }
+                        Change::Unset(key)
+                    }
+                    "set" => {
+                        if filled.len() > 1 {
+                            return Err(at(format!(
+                                "the \"set\" row of {key} has values in {}; exactly one value \
+                                 column may be filled (none means null)",
+                                filled.join(", ")
+                            )));
+                        }
+                        let value = if c.v_int.is_valid(i) {
+                            Some(Value::Int(c.v_int.value(i)))
+                        } else if c.v_float.is_valid(i) {
+                            let f = c.v_float.value(i);
+                            Some(Value::float(f).ok_or_else(|| {
+                                at(format!("v_float of {key} is {f}; floats must be finite"))
+                            })?)
+                        } else if c.v_str.is_valid(i) {
+                            Some(Value::Str(c.v_str.value(i).to_string()))
+                        } else if c.v_bool.is_valid(i) {
+                            Some(Value::Bool(c.v_bool.value(i)))
+                        } else if let Some(text) = json {
+                            Some(
+                                parse_value(text)
+                                    .map_err(|e| at(format!("v_json of {key}: {e}")))?,
+                            )
+                        } else {
+                            None
+                        };
+                        Change::Set(key, value)
+                    }
+                    _ => {
+                        let elements = match (json, filled.len()) {
+                            (Some(text), 1) => match parse_value(text) {
+                                Ok(Value::Set(s)) => s,
+                                Ok(v) => {
+                                    return Err(at(format!(
+                                        "v_json of the {op:?} row of {key} is a {}; it must be \
+                                         a JSON array of scalars",
+                                        v.kind_name()
+                                    )))
+                                }
+                                Err(e) => return Err(at(format!("v_json of {key}: {e}"))),
+                            },
+                            _ => {
+                                return Err(at(format!(
+                                    "the {op:?} row of {key} needs its elements in v_json (a \
+                                     JSON array) and no other value column"
+                                )))
+                            }
+                        };
+                        if op == "add" {
+                            Change::Add(key, elements)
+                        } else {
+                            Change::Remove(key, elements)
+                        }
+                    }
+                }
+            }
+        };
+        self.sink.change(change).map_err(at)
+    }
+}
+
+fn bad_key(key: &str) -> String {
+    format!(
+        "bad variable name {key:?} (expected log.key with identifiers [A-Za-z_][A-Za-z0-9_]*)"
+    )
+}
+
+/// Builds [`Columnar`] straight from rows: names interned as they come, no [`Record`]s.
+#[derive(Default)]
+struct ColumnarSink {
+    nodes: NodeTable,
+    vars: VarTable,
+    hlcs: Vec<Hlc>,
+    recs: Vec<CRecord>,
+    origins: Vec<(u32, u64)>,
+    ops: Vec<Op>,
+    node: NodeIdx,
+    hlc: Hlc,
+    first_op: u32,
+}
+
+impl ColumnarSink {
+    fn var(&mut self, key: &str) -> Result<VarIdx, String> {
+        self.vars.intern_str(key).ok_or_else(|| bad_key(key))
+    }
+
+    /// Node ids renumbered in byte order, records grouped by HLC, `add`/`remove` checked.
+    fn finish(self, sources: &[String]) -> Result<Columnar, String> {
+        let n = self.nodes.len();
+        let ids: Vec<String> = (0..n as NodeIdx).map(|i| self.nodes.name(i).to_string()).collect();
+        let mut by_id: Vec<NodeIdx> = (0..n as NodeIdx).collect();
+        by_id.sort_unstable_by(|&a, &b| ids[a as usize].cmp(&ids[b as usize]));
+        let mut rank = vec![0; n];
+        for (new, &old) in by_id.iter().enumerate() {
+            rank[old as usize] = new as NodeIdx;
+        }
+        let mut sorted_ids = ids;
+        sorted_ids.sort_unstable();
+        let mut records = self.recs;
+        let mut groups: Vec<HlcGroup> = Vec::new();
+        for (i, (rec, &hlc)) in records.iter_mut().zip(&self.hlcs).enumerate() {
+            rec.node = rank[rec.node as usize];
+            let i = i as u32;
+            match groups.last_mut() {
+                Some(g) if g.hlc == hlc => g.end = i + 1,
+                _ => groups.push(HlcGroup {
+                    hlc,
+                    start: i,
+                    end: i + 1,
+                }),
+            }
+        }
+        let cols = Columnar {
+            names: Names {
+                nodes: sorted_ids,
+                vars: self.vars,
+            },
+            steps: Steps {
+                groups,
+                records,
+                ops: self.ops,
+            },
+        };
+        if let Err((i, e)) = check_set_changes(&cols) {
+            let (file, rec) = self.origins.get(i).copied().unwrap_or_default();
+            let name = sources.get(file as usize).map_or("?", String::as_str);
+            return Err(format!(
+                "{name}: record {rec}: {e}\nhint: fix the row, or rewrite the file with `rql \
+                 convert`"
+            ));
+        }
+        Ok(cols)
+    }
+}
+
+impl Sink for ColumnarSink {
+    fn start(&mut self, node: &str, hlc: Hlc, _pt: Option<u64>, origin: (u32, u64)) -> Result<(), String> {
+        if self.recs.len() >= u32::MAX as usize - 1 || self.ops.len() >= u32::MAX as usize - 1 {
+            return Err(format!(
+                "the trace has more than {} records or changes, too many to replay in memory",
+                u32::MAX - 1
+            ));
+        }
+        self.node = self.nodes.intern(node);
+        self.hlc = hlc;
+        self.first_op = self.ops.len() as u32;
+        self.origins.push(origin);
+        Ok(())
+    }
+
+    fn change(&mut self, change: Change<'_>) -> Result<(), String> {
+        let op = match change {
+            Change::Unset(k) | Change::Set(k, None) => Op::Unset(self.var(k)?),
+            Change::Set(k, Some(v)) => Op::Set(self.var(k)?, v),
+            Change::Remove(k, s) => Op::Remove(self.var(k)?, s),
+            Change::Add(k, s) => Op::Add(self.var(k)?, s),
+        };
+        self.ops.push(op);
+        Ok(())
+    }
+
+    fn end(&mut self, leave: bool) -> Result<(), String> {
+        let end_op = self.ops.len() as u32;
+        self.recs.push(CRecord {
+            node: self.node,
+            first_op: self.first_op,
+            end_op,
+            leave,
+            heartbeat: end_op == self.first_op && !leave,
+        });
+        self.hlcs.push(self.hlc);
+        Ok(())
+    }
+}
+
+/// Builds [`Record`]s (for `rql convert` back to NDJSON).
+#[derive(Default)]
+struct RecordSink {
+    records: Vec<Record>,
+    origins: Vec<(u32, u64)>,
+    cur: Option<Record>,
+}
+
+impl Sink for RecordSink {
+    fn start(&mut self, node: &str, hlc: Hlc, pt: Option<u64>, origin: (u32, u64)) -> Result<(), String> {
+        let mut r = Record::heartbeat(node, hlc);
+        r.pt = pt;
+        self.cur = Some(r);
+        self.origins.push(origin);
+        Ok(())
+    }
+
+    fn change(&mut self, change: Change<'_>) -> Result<(), String> {
+        let Some(r) = self.cur.as_mut() else {
+            return Err("internal: a change outside a record".to_string());
+        };
+        let var = |k: &str| VarName::parse(k).map_err(|_| bad_key(k));
+        match change {
+            Change::Unset(k) => r.unset.push(var(k)?),
+            Change::Set(k, v) => r.set.push((var(k)?, v)),
+            Change::Remove(k, s) => r.remove.push((var(k)?, s)),
+            Change::Add(k, s) => r.add.push((var(k)?, s)),
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, leave: bool) -> Result<(), String> {
+        if let Some(mut r) = self.cur.take() {
+            r.leave = leave;
+            self.records.push(r);
+        }
+        Ok(())
+    }
+}
+
+/// Replays, per node in HLC order, the kind of every variable that is an `add`/`remove`
+/// target (SPEC §6: `add`/`remove` on a non-set value is a bad record). The first bad record's
+/// index and the reason.
+fn check_set_changes(cols: &Columnar) -> Result<(), (usize, String)> {
+    let steps = &cols.steps;
+    let mut tracked = vec![false; cols.names.vars.len()];
+    let mut any = false;
+    for op in &steps.ops {
+        if let Op::Add(v, _) | Op::Remove(v, _) = op {
+            tracked[*v as usize] = true;
+            any = true;
+        }
+    }
+    if !any {
+        return Ok(());
+    }
+    let mut kinds: Vec<FxHashMap<VarIdx, &'static str>> =
+        vec![FxHashMap::default(); cols.names.nodes.len()];
+    for (i, rec) in steps.records.iter().enumerate() {
+        let node_kinds = &mut kinds[rec.node as usize];
+        for op in &steps.ops[rec.first_op as usize..rec.end_op as usize] {
+            let v = op.var();
+            if !tracked[v as usize] {
+                continue;
+            }
+            match op {
+                Op::Unset(_) | Op::Set(_, Value::Set(_)) => {
+                    node_kinds.remove(&v);
+                }
+                Op::Set(_, value) => {
+                    node_kinds.insert(v, value.kind_name());
+                }
+                Op::Remove(..) | Op::Add(..) => {
+                    if let Some(found) = node_kinds.get(&v) {
+                        let name = if matches!(op, Op::Add(..)) { "add" } else { "remove" };
+                        return Err((
+                            i,
+                            format!(
+                                "{name:?} on a non-set value of {} ({found})",
+                                cols.names.vars.name(v)
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if rec.leave {
+            node_kinds.clear();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! `rql replay` over Parquet traces: plan against the whole trace's names and NOW (from the
+//! files' footers, or a scan), then read only the rows the queries can see through DataFusion
+//! (see `pushdown`) into the engine's columnar form and run the plans as for NDJSON.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+
+use log_server::columnar::{Names, VarTable};
+use log_server::parquet::{
+    parquet_files, read_parquet_columnar, trace_summary, PushDown, TraceSummary,
+};
+use log_server::{Hlc, VarName};
+use rql_exec::{catalog_of_names, replay_columnar, ExecOptions};
+use rql_planner::{Plan, TimeSpec};
+
+use crate::convert::parquet_options;
+use crate::query::{LoadedQuery, EXIT_FAILURE};
+use crate::replay::{output_format, plan_all, run_plan, ReplayArgs};
+
+pub fn run(args: &ReplayArgs, q: &LoadedQuery) -> ExitCode {
+    let fail = |e: String| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_FAILURE)
+    };
+    if args.traces.iter().any(|t| t == "-") {
+        return fail(
+            "standard input is read as NDJSON and cannot be mixed with Parquet traces".into(),
+        );
+    }
+    if args.skip_bad {
+        return fail(
+            "--skip-bad is not supported for Parquet traces\nhint: fix the file, or convert it \
+             to NDJSON with `rql convert` and replay that with --skip-bad"
+                .into(),
+        );
+    }
+    // `--stream` asks for memory ∝ cut state; Parquet traces get that from DataFusion's
+    // spilling sort (--memory-limit) instead, so the flag has nothing to add.
+    let opts = match parquet_options(args.memory_limit) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let files = match parquet_files(&args.traces) {
+        Ok(f) => f,
+        Err(e) => return fail(e),
+    };
+    let summary = match trace_summary(&files, &opts) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("trace {e}")),
+    };
+    let mut vars = VarTable::default();
+    for k in &summary.keys {
+        if let Ok(v) = VarName::parse(k) {
+            vars.intern(&v);
+        }
+    }
+    let names = Names {
+        nodes: Vec::new(),
+        vars,
+    };
+    let now_ms = summary.max_hlc.map_or(0, Hlc::physical);
+    let catalog = catalog_of_names(&names, now_ms);
+    let plans = match plan_all(q, &catalog) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let push = pushdown(&plans, &summary);
+    let trace = match read_parquet_columnar(&files, &push, &opts) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("trace {e}")),
+    };
+    let format = output_format(args.format);
+    let exec = ExecOptions {
+        max_bindings: args.max_bindings,
+    };
+    for plan in &plans {
+        let result = run_plan(plan, format, args, trace.records, |emit| {
+            replay_columnar(plan, &trace.cols, exec, emit).map_err(|e| e.to_string())
+        });
+        if let Err(code) = result {
+            return code;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The rows no query of `plans` can see, as filters (exact: the output is the same as with
+/// every row):
+/// - past the last time any query evaluates (ON TIME / AS OF upper bounds): later records
+///   change nothing at or before it; NOW comes from the unfiltered trace.
+/// - changes of variables outside every query's FROM logs: they never make a candidate nor
+///   change P(t) (which counts FROM-log variables only); `leave`/`heartbeat` rows stay.
+/// - rows of nodes outside AT NODES, when every query has one: P(t) and candidacy only look
+///   at those nodes.
+pub(crate) fn pushdown(plans: &[Plan], summary: &TraceSummary) -> PushDown {
+    let queries: Vec<&Plan> = plans.iter().filter(|p| !p.explain).collect();
+    if queries.is_empty() {
+        return PushDown::default();
+    }
+    let mut until: Option<Hlc> = None;
+    let mut bounded = true;
+    for p in &queries {
+        match p.time {
+            TimeSpec::Range { to, .. } => until = Some(until.map_or(to, |u| u.max(to))),
+            TimeSpec::Snapshot { at } => until = Some(until.map_or(at, |u| u.max(at))),
+            TimeSpec::All | TimeSpec::Since { .. } => bounded = false,
+        }
+    }
+    let logs: BTreeSet<&str> = queries
+        .iter()
+        .flat_map(|p| p.logs.iter().map(String::as_str))
+        .collect();
+    let keys: Vec<String> = summary
+        .keys
+        .iter()
+        .filter(|k| k.split_once('.').is_some_and(|(log, _)| logs.contains(log)))
+        .cloned()
+        .collect();
+    let nodes = if queries.iter().all(|p| p.at_nodes.is_some()) {
+        let all: BTreeSet<&String> = queries
+            .iter()
+            .flat_map(|p| p.at_nodes.iter().flatten())
+            .collect();
+        Some(all.into_iter().cloned().collect())
+    } else {
+        None
+    };
+    PushDown {
+        until: if bounded { until } else { None },
+        keys: (keys.len() < summary.keys.len()).then_some(keys),
+        nodes,
+    }
+}
