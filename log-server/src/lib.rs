@@ -9,9 +9,9 @@ pub mod columnar;
 mod fast;
 pub mod hlc;
 mod json;
+pub mod ndjson;
 #[cfg(feature = "parquet")]
 pub mod parquet;
-pub mod ndjson;
 pub mod record;
 #[cfg(feature = "server")]
 pub mod server;

@@ -61,9 +61,10 @@ pub fn any_parquet(paths: &[String]) -> bool {
 pub fn parquet_options(memory_limit: Option<ByteSize>) -> Result<ParquetOptions, String> {
     let memory_limit = match memory_limit {
         None => None,
-        Some(b) => Some(usize::try_from(b.as_u64()).map_err(|_| {
-            format!("--memory-limit {b} is more than this machine can address")
-        })?),
+        Some(b) => Some(
+            usize::try_from(b.as_u64())
+                .map_err(|_| format!("--memory-limit {b} is more than this machine can address"))?,
+        ),
     };
     Ok(ParquetOptions {
         memory_limit,
@@ -163,7 +164,7 @@ fn read_ndjson(path: &str) -> Result<Vec<Record>, String> {
             reader: Box::new(BufReader::with_capacity(1 << 20, f)),
         }
     };
-    let trace = read_traces(vec![input], &ReadOptions::default())
-        .map_err(|e| format!("trace {e}"))?;
+    let trace =
+        read_traces(vec![input], &ReadOptions::default()).map_err(|e| format!("trace {e}"))?;
     Ok(trace.records.into_iter().map(|(_, r)| r).collect())
 }

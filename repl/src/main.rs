@@ -4,12 +4,14 @@
 mod check;
 mod convert;
 mod demo;
+mod export;
 mod gen;
 mod parquet_replay;
 mod query;
 mod replay;
 mod serve;
 mod shell;
+mod sql;
 mod stream;
 mod watch;
 
@@ -90,6 +92,17 @@ enum Command {
     /// v_str, v_bool, v_json (sets, structs, add/remove elements), pt. Every record survives
     /// exactly. Exit status: 0 on success, 1 for a bad trace or an I/O error.
     Convert(convert::ConvertArgs),
+    /// Run DataFusion SQL over a trace (table `trace`: one row per change, the Parquet trace
+    /// schema) and, with -q, over an RQL query's output (table `results`: seq, hlc, record).
+    ///
+    /// Exit status: 0 on success, 2 for an error in the RQL query, 1 otherwise (bad SQL, bad
+    /// trace).
+    Sql(Box<sql::SqlArgs>),
+    /// Export a log server's retained records (from --since to --until) as a trace file,
+    /// Parquet or NDJSON by OUT's extension, sorted by HLC.
+    ///
+    /// Exit status: 0 on success, 1 if the server cannot be read or the file written.
+    Export(Box<export::ExportArgs>),
 }
 
 fn main() -> ExitCode {
@@ -107,5 +120,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Repl(args) => shell::run(&args),
         Command::Convert(args) => convert::run(&args),
+        Command::Sql(args) => sql::run(&args),
+        Command::Export(args) => export::run(&args),
     }
 }

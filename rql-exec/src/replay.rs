@@ -6,7 +6,7 @@ use std::time::Instant;
 use log_server::{Hlc, Record};
 use rql_planner::{Catalog, Plan, TimeSpec};
 
-use crate::columnar::{Columnar, Names, Steps, VarIdx};
+use crate::columnar::{Columnar, HlcGroup, Names, Steps, VarIdx};
 use crate::engine::{Emitted, Engine, ExecError, ExecOptions, Flow, Stats};
 use crate::output::OutputRecord;
 
@@ -96,7 +96,18 @@ impl<'p> Replay<'p> {
         steps: &Steps,
         emit: &mut dyn FnMut(Emitted<'_, 'p>),
     ) -> Result<(), ExecError> {
-        for group in &steps.groups {
+        self.feed_groups(steps, &steps.groups, emit)
+    }
+
+    /// [`Replay::feed`] of some of `steps`' groups (consecutive, in order, after those fed
+    /// before): a driver that checks for cancellation between slices of one in-memory trace.
+    pub fn feed_groups(
+        &mut self,
+        steps: &Steps,
+        groups: &[HlcGroup],
+        emit: &mut dyn FnMut(Emitted<'_, 'p>),
+    ) -> Result<(), ExecError> {
+        for group in groups {
             if self.done || self.snapshot.is_some_and(|at| group.hlc > at) {
                 self.done = true;
                 break;

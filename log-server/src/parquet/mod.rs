@@ -24,12 +24,14 @@
 //! then `rec`), so files from other tools may be in any order.
 
 mod read;
+mod sql;
 mod write;
 
 pub use read::{
     parquet_files, read_parquet_columnar, read_parquet_records, trace_summary, ParquetOptions,
     ParquetTrace, PushDown, TraceSummary,
 };
+pub use sql::{run_sql, SqlFormat, SqlTrace};
 pub use write::{write_parquet, ParquetWriter};
 
 use std::sync::Arc;
@@ -67,3 +69,6 @@ pub fn trace_schema() -> SchemaRef {
         Field::new("pt", DataType::UInt64, true),
     ]))
 }
+
+#[cfg(test)]
+mod tests;

@@ -23,8 +23,8 @@ use futures_util::StreamExt;
 use rustc_hash::FxHashMap;
 
 use super::{META_KEYS, META_MAX_HLC, META_RECORDS};
-use crate::columnar::{CRecord, Columnar, HlcGroup, Names, NodeIdx, NodeTable, Op, Steps, VarIdx};
 use crate::columnar::VarTable;
+use crate::columnar::{CRecord, Columnar, HlcGroup, Names, NodeIdx, NodeTable, Op, Steps, VarIdx};
 use crate::hlc::Hlc;
 use crate::ndjson::parse_value;
 use crate::record::{Record, VarName, MAX_NODE_ID_BYTES};
@@ -86,8 +86,8 @@ pub fn parquet_files(paths: &[String]) -> Result<Vec<PathBuf>, String> {
     for p in paths {
         let path = Path::new(p);
         if path.is_dir() {
-            let entries = std::fs::read_dir(path)
-                .map_err(|e| format!("cannot list directory {p}: {e}"))?;
+            let entries =
+                std::fs::read_dir(path).map_err(|e| format!("cannot list directory {p}: {e}"))?;
             let mut found: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| f.extension().is_some_and(|x| x == "parquet") && f.is_file())
@@ -134,31 +134,53 @@ fn compatible(from: &DataType, to: &DataType) -> bool {
             Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 | UInt64
         )
     };
-    let string = |t: &DataType| matches!(t, Utf8 | LargeUtf8 | Utf8View)
-        || matches!(t, Dictionary(_, v) if matches!(**v, Utf8 | LargeUtf8 | Utf8View));
+    let string = |t: &DataType| {
+        matches!(t, Utf8 | LargeUtf8 | Utf8View)
+            || matches!(t, Dictionary(_, v) if matches!(**v, Utf8 | LargeUtf8 | Utf8View))
+    };
+    // A column with every value missing can be `Null` in files from other tools.
+    if matches!(from, Null) {
+        return true;
+    }
     match to {
         UInt64 | UInt32 | Int64 => int(from),
         Float64 => matches!(from, Float16 | Float32 | Float64),
         Utf8 => string(from),
         Boolean => matches!(from, Boolean),
-        // Only a file's own value column can be `Null` (all values missing).
         _ => false,
     }
-    || matches!(from, Null)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .build()
         .map_err(|e| format!("cannot start the Parquet reader's threads: {e}"))
 }
 
-fn session(opts: &ParquetOptions, partitions: Option<usize>) -> Result<SessionContext, String> {
+pub(crate) fn session(
+    opts: &ParquetOptions,
+    partitions: Option<usize>,
+) -> Result<SessionContext, String> {
     // Plain strings (not views): the row walker reads `StringArray`s.
-    let mut config = SessionConfig::new()
-        .set_bool("datafusion.execution.parquet.schema_force_view_types", false);
+    let mut config = SessionConfig::new().set_bool(
+        "datafusion.execution.parquet.schema_force_view_types",
+        false,
+    );
     if let Some(n) = partitions {
         config = config.with_target_partitions(n);
+    }
+    if let Some(limit) = opts.memory_limit {
+        // Each sorting partition reserves this up front for merging its spill files (10 MiB
+        // by default); under a small limit that reservation alone would exhaust the pool.
+        let per_partition = limit / (4 * config.target_partitions().max(1));
+        config = config
+            .set_usize(
+                "datafusion.execution.sort_spill_reservation_bytes",
+                per_partition.clamp(64 << 10, 10 << 20),
+            )
+            // One sort over all inputs (several files are several partitions): per-partition
+            // sorts would each reserve memory, and their final merge cannot spill.
+            .set_bool("datafusion.optimizer.repartition_sorts", false);
     }
     let mut rt = RuntimeEnvBuilder::new();
     if let Some(limit) = opts.memory_limit {
@@ -319,7 +341,11 @@ fn read_into<S: Sink>(
                 Err(Walk::Unsorted) => {}
             }
         }
-        let ctx = session(opts, None)?;
+        // Under a memory limit, one partition: the sort spills its runs and merges them
+        // itself; with several, the final cross-partition merge cannot spill and fails once
+        // the sorters hold the pool.
+        let partitions = opts.memory_limit.map(|_| 1);
+        let ctx = session(opts, partitions)?;
         let df = frame(&ctx, files, push, with_pt).await?;
         let df = df.sort(sort_order()).map_err(|e| e.to_string())?;
         let mut walker = Walker::new(&names, make(), false);
@@ -383,11 +409,7 @@ fn summary_from_footers(files: &[PathBuf]) -> Option<TraceSummary> {
     for f in files {
         let reader = SerializedFileReader::new(std::fs::File::open(f).ok()?).ok()?;
         let kv = reader.metadata().file_metadata().key_value_metadata()?;
-        let get = |k: &str| {
-            kv.iter()
-                .find(|e| e.key == k)
-                .and_then(|e| e.value.clone())
-        };
+        let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
         let file_keys: Vec<String> = serde_json::from_str(&get(META_KEYS)?).ok()?;
         let top: u64 = get(META_MAX_HLC)?.parse().ok()?;
         let records: u64 = get(META_RECORDS)?.parse().ok()?;
@@ -435,13 +457,7 @@ pub fn read_parquet_records(
     files: &[PathBuf],
     opts: &ParquetOptions,
 ) -> Result<Vec<Record>, String> {
-    let (sink, _) = read_into(
-        files,
-        &PushDown::default(),
-        opts,
-        true,
-        RecordSink::default,
-    )?;
+    let (sink, _) = read_into(files, &PushDown::default(), opts, true, RecordSink::default)?;
     let refs: Vec<&Record> = sink.records.iter().collect();
     let cols = Columnar::from_records(&refs);
     if let Err((i, e)) = check_set_changes(&cols) {
@@ -471,7 +487,13 @@ enum Change<'a> {
 
 /// Where rows go, one record at a time.
 trait Sink {
-    fn start(&mut self, node: &str, hlc: Hlc, pt: Option<u64>, origin: (u32, u64)) -> Result<(), String>;
+    fn start(
+        &mut self,
+        node: &str,
+        hlc: Hlc,
+        pt: Option<u64>,
+        origin: (u32, u64),
+    ) -> Result<(), String>;
     fn change(&mut self, change: Change<'_>) -> Result<(), String>;
     fn end(&mut self, leave: bool) -> Result<(), String>;
 }
@@ -640,6 +662,14 @@ impl<'f, S: Sink> Walker<'f, S> {
             cur.idx = idx;
             cur.rows += 1;
         } else {
+            // The previous record's node id buffer is reused: no allocation per record.
+            let mut node_buf = self
+                .cur
+                .as_mut()
+                .map(|c| std::mem::take(&mut c.node))
+                .unwrap_or_default();
+            node_buf.clear();
+            node_buf.push_str(node);
             self.end_record().map_err(Walk::Error)?;
             if node.is_empty() || node.len() > MAX_NODE_ID_BYTES {
                 return Err(at(format!(
@@ -655,7 +685,7 @@ impl<'f, S: Sink> Walker<'f, S> {
                 rec,
                 idx,
                 hlc,
-                node: node.to_string(),
+                node: node_buf,
                 rank,
                 leave: false,
                 rows: 1,
@@ -669,15 +699,21 @@ impl<'f, S: Sink> Walker<'f, S> {
             ("v_bool", c.v_bool.is_valid(i)),
         ];
         let json = c.v_json.is_valid(i).then(|| c.v_json.value(i));
-        let filled: Vec<&str> = typed
-            .iter()
-            .filter(|(_, v)| *v)
-            .map(|(n, _)| *n)
-            .chain(json.map(|_| "v_json"))
-            .collect();
+        // Counted per row; the column names are only listed for an error (no allocation on
+        // the hot path).
+        let filled = typed.iter().filter(|(_, v)| *v).count() + usize::from(json.is_some());
+        let filled_names = || {
+            typed
+                .iter()
+                .filter(|(_, v)| *v)
+                .map(|(n, _)| *n)
+                .chain(json.map(|_| "v_json"))
+                .collect::<Vec<&str>>()
+                .join(", ")
+        };
         let change = match op {
             "leave" | "heartbeat" => {
-                if key.is_some() || !filled.is_empty() {
+                if key.is_some() || filled > 0 {
                     return Err(at(format!(
                         "a {op:?} row has a key or a value; they must be null"
                     )));
@@ -695,20 +731,20 @@ impl<'f, S: Sink> Walker<'f, S> {
                 };
                 match op {
                     "unset" => {
-                        if !filled.is_empty() {
+                        if filled > 0 {
                             return Err(at(format!(
                                 "an \"unset\" row of {key} has a value in {}; it must have none",
-                                filled.join(", ")
+                                filled_names()
                             )));
                         }
                         Change::Unset(key)
                     }
                     "set" => {
-                        if filled.len() > 1 {
+                        if filled > 1 {
                             return Err(at(format!(
                                 "the \"set\" row of {key} has values in {}; exactly one value \
                                  column may be filled (none means null)",
-                                filled.join(", ")
+                                filled_names()
                             )));
                         }
                         let value = if c.v_int.is_valid(i) {
@@ -733,7 +769,7 @@ impl<'f, S: Sink> Walker<'f, S> {
                         Change::Set(key, value)
                     }
                     _ => {
-                        let elements = match (json, filled.len()) {
+                        let elements = match (json, filled) {
                             (Some(text), 1) => match parse_value(text) {
                                 Ok(Value::Set(s)) => s,
                                 Ok(v) => {
@@ -766,9 +802,7 @@ impl<'f, S: Sink> Walker<'f, S> {
 }
 
 fn bad_key(key: &str) -> String {
-    format!(
-        "bad variable name {key:?} (expected log.key with identifiers [A-Za-z_][A-Za-z0-9_]*)"
-    )
+    format!("bad variable name {key:?} (expected log.key with identifiers [A-Za-z_][A-Za-z0-9_]*)")
 }
 
 /// Builds [`Columnar`] straight from rows: names interned as they come, no [`Record`]s.
@@ -793,7 +827,9 @@ impl ColumnarSink {
     /// Node ids renumbered in byte order, records grouped by HLC, `add`/`remove` checked.
     fn finish(self, sources: &[String]) -> Result<Columnar, String> {
         let n = self.nodes.len();
-        let ids: Vec<String> = (0..n as NodeIdx).map(|i| self.nodes.name(i).to_string()).collect();
+        let ids: Vec<String> = (0..n as NodeIdx)
+            .map(|i| self.nodes.name(i).to_string())
+            .collect();
         let mut by_id: Vec<NodeIdx> = (0..n as NodeIdx).collect();
         by_id.sort_unstable_by(|&a, &b| ids[a as usize].cmp(&ids[b as usize]));
         let mut rank = vec![0; n];
@@ -840,7 +876,13 @@ impl ColumnarSink {
 }
 
 impl Sink for ColumnarSink {
-    fn start(&mut self, node: &str, hlc: Hlc, _pt: Option<u64>, origin: (u32, u64)) -> Result<(), String> {
+    fn start(
+        &mut self,
+        node: &str,
+        hlc: Hlc,
+        _pt: Option<u64>,
+        origin: (u32, u64),
+    ) -> Result<(), String> {
         if self.recs.len() >= u32::MAX as usize - 1 || self.ops.len() >= u32::MAX as usize - 1 {
             return Err(format!(
                 "the trace has more than {} records or changes, too many to replay in memory",
@@ -888,7 +930,13 @@ struct RecordSink {
 }
 
 impl Sink for RecordSink {
-    fn start(&mut self, node: &str, hlc: Hlc, pt: Option<u64>, origin: (u32, u64)) -> Result<(), String> {
+    fn start(
+        &mut self,
+        node: &str,
+        hlc: Hlc,
+        pt: Option<u64>,
+        origin: (u32, u64),
+    ) -> Result<(), String> {
         let mut r = Record::heartbeat(node, hlc);
         r.pt = pt;
         self.cur = Some(r);
@@ -953,7 +1001,11 @@ fn check_set_changes(cols: &Columnar) -> Result<(), (usize, String)> {
                 }
                 Op::Remove(..) | Op::Add(..) => {
                     if let Some(found) = node_kinds.get(&v) {
-                        let name = if matches!(op, Op::Add(..)) { "add" } else { "remove" };
+                        let name = if matches!(op, Op::Add(..)) {
+                            "add"
+                        } else {
+                            "remove"
+                        };
                         return Err((
                             i,
                             format!(

@@ -67,8 +67,7 @@ impl Columns {
     /// column of an `add`/`remove` element list.
     fn row(
         &mut self,
-        rec: u64,
-        idx: u32,
+        (rec, idx): (u64, u32),
         r: &Record,
         op: &str,
         key: Option<&str>,
@@ -81,7 +80,8 @@ impl Columns {
         self.hlc.append_value(r.hlc.packed());
         self.op.append_value(op);
         self.key.append_option(key);
-        let (mut int, mut float, mut string, mut boolean, mut json) = (None, None, None, None, None);
+        let (mut int, mut float, mut string, mut boolean, mut json) =
+            (None, None, None, None, None);
         match value {
             None => {}
             Some(Value::Int(i)) => int = Some(*i),
@@ -167,30 +167,8 @@ impl<W: Write + Send> ParquetWriter<W> {
                 self.keys.insert(v.as_str().to_string());
             }
         }
-        let mut idx = 0u32;
-        let c = &mut self.columns;
-        let mut next = || {
-            idx += 1;
-            idx - 1
-        };
-        for v in &r.unset {
-            c.row(rec, next(), r, "unset", Some(v.as_str()), None, None);
-        }
-        for (v, value) in &r.set {
-            c.row(rec, next(), r, "set", Some(v.as_str()), value.as_ref(), None);
-        }
-        for (v, s) in &r.remove {
-            c.row(rec, next(), r, "remove", Some(v.as_str()), None, Some(s));
-        }
-        for (v, s) in &r.add {
-            c.row(rec, next(), r, "add", Some(v.as_str()), None, Some(s));
-        }
-        if r.leave {
-            c.row(rec, next(), r, "leave", None, None, None);
-        } else if r.is_heartbeat() {
-            c.row(rec, next(), r, "heartbeat", None, None, None);
-        }
-        if c.rows >= BATCH_ROWS {
+        push_rows(&mut self.columns, rec, r);
+        if self.columns.rows >= BATCH_ROWS {
             self.flush()?;
         }
         Ok(())
@@ -225,6 +203,57 @@ impl<W: Write + Send> ParquetWriter<W> {
             .into_inner()
             .map_err(|e| format!("cannot finish the Parquet file: {e}"))
     }
+}
+
+/// Appends the rows of record number `rec`: unset, set, remove, add, then leave (or one
+/// heartbeat row for a record without changes).
+fn push_rows(c: &mut Columns, rec: u64, r: &Record) {
+    let mut idx = 0u32;
+    let mut next = || {
+        idx += 1;
+        idx - 1
+    };
+    for v in &r.unset {
+        c.row((rec, next()), r, "unset", Some(v.as_str()), None, None);
+    }
+    for (v, value) in &r.set {
+        c.row(
+            (rec, next()),
+            r,
+            "set",
+            Some(v.as_str()),
+            value.as_ref(),
+            None,
+        );
+    }
+    for (v, s) in &r.remove {
+        c.row((rec, next()), r, "remove", Some(v.as_str()), None, Some(s));
+    }
+    for (v, s) in &r.add {
+        c.row((rec, next()), r, "add", Some(v.as_str()), None, Some(s));
+    }
+    if r.leave {
+        c.row((rec, next()), r, "leave", None, None, None);
+    } else if r.is_heartbeat() {
+        c.row((rec, next()), r, "heartbeat", None, None, None);
+    }
+}
+
+/// `records` as Arrow batches of the trace schema (for SQL over an NDJSON trace).
+pub(crate) fn record_batches(records: &[Record]) -> Result<Vec<RecordBatch>, String> {
+    let mut out = Vec::new();
+    let mut columns = Columns::new();
+    for (rec, r) in records.iter().enumerate() {
+        push_rows(&mut columns, rec as u64, r);
+        if columns.rows >= BATCH_ROWS {
+            out.push(columns.finish()?);
+        }
+    }
+    // An empty trace is still a table, with no rows.
+    if columns.rows > 0 || out.is_empty() {
+        out.push(columns.finish()?);
+    }
+    Ok(out)
 }
 
 /// Writes `records` (sorted by HLC) to `out` as one Parquet trace.

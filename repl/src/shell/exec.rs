@@ -12,7 +12,7 @@ use rql_exec::output::OutValue;
 use rql_exec::{Emitted, ExecOptions, Format, OutputRecord, RecordWriter, Replay, Stats};
 use rql_planner::Plan;
 
-use super::source::TraceData;
+use super::source::{TraceData, BATCH_STEPS};
 
 /// Table cells longer than this (in characters) are cut, ending in [`MARKER`].
 pub(crate) const MAX_CELL_CHARS: usize = 40;
@@ -81,7 +81,7 @@ pub(crate) fn run_query(
     let mut replay = Replay::new(plan, &data.names, opts);
     let mut steps_done = 0usize;
     let mut cancelled = false;
-    for batch in &data.batches {
+    for batch in data.trace.groups.chunks(BATCH_STEPS) {
         if !replay.wants_more() {
             break;
         }
@@ -90,9 +90,9 @@ pub(crate) fn run_query(
             break;
         }
         replay
-            .feed(batch, &mut emit)
+            .feed_groups(&data.trace, batch, &mut emit)
             .map_err(|e| RunError::Exec(e.to_string()))?;
-        steps_done += batch.groups.len();
+        steps_done += batch.len();
     }
     // A Ctrl-C during the last batch still counts: its records were not all printed.
     cancelled |= cancel.load(Ordering::Relaxed);

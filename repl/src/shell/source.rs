@@ -1,13 +1,13 @@
 //! What the shell queries: trace files read into memory once (`\open`), or the retained
-//! history of log servers (`\connect`), in the engine's columnar form cut into small batches of
-//! steps — so that a running query can be cancelled between two batches — together with what
-//! `\logs`, `\nodes` and completion show of it.
+//! history of log servers (`\connect`), in the engine's columnar form — fed to a query
+//! [`BATCH_STEPS`] steps at a time, so that it can be cancelled between two batches — together
+//! with what `\logs`, `\nodes` and completion show of it.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use log_server::client::{subscribe, StreamItem, SubscribeOptions};
-use log_server::columnar::{CRecord, HlcGroup, Op};
+use log_server::columnar::Op;
 use log_server::{Hlc, Record};
 use rql_exec::{catalog_of_names, Columnar, Names, Steps};
 use rql_planner::Catalog;
@@ -15,15 +15,15 @@ use rql_planner::Catalog;
 use crate::replay::read_inputs;
 use crate::watch::fetch_status;
 
-/// Steps per batch: small enough that even a query spending milliseconds per cut notices a
+/// Steps fed to a query at a time: small enough that even a query spending milliseconds per cut notices a
 /// Ctrl-C within about a tenth of a second, large enough that the loop costs nothing.
-const BATCH_STEPS: usize = 32;
+pub(crate) const BATCH_STEPS: usize = 32;
 
 /// A trace in memory, ready to be queried any number of times.
 pub(crate) struct TraceData {
     pub names: Names,
-    /// The steps (HLC groups) in order, [`BATCH_STEPS`] per batch.
-    pub batches: Vec<Steps>,
+    /// The steps (HLC groups) in order.
+    pub trace: Steps,
     pub steps: usize,
     /// Records, heartbeats included.
     pub records: usize,
@@ -53,73 +53,52 @@ pub(crate) struct NodeSummary {
 }
 
 impl TraceData {
-    /// Cuts `cols` into batches (moving the operations, not copying them) and summarizes it.
+    /// Summarizes `cols` (per variable and node) and keeps it.
     pub(crate) fn new(cols: Columnar) -> TraceData {
         let Columnar { names, steps } = cols;
-        let Steps {
-            groups,
-            records,
-            mut ops,
-        } = steps;
         let mut vars = vec![VarSummary::default(); names.vars.len()];
         let mut var_nodes: HashSet<(u32, u32)> = HashSet::new();
         // The last record that counted for each variable, so a record counts once per variable.
         let mut counted_in: Vec<usize> = vec![usize::MAX; names.vars.len()];
         let mut nodes: Vec<Option<NodeSummary>> = vec![None; names.nodes.len()];
-        let mut batches = Vec::with_capacity(groups.len() / BATCH_STEPS + 1);
-        for chunk in groups.chunks(BATCH_STEPS) {
-            let mut batch = Steps::default();
-            for g in chunk {
-                let start = batch.records.len() as u32;
-                for (i, r) in records[g.start as usize..g.end as usize].iter().enumerate() {
-                    let index = g.start as usize + i;
-                    let node = &mut nodes[r.node as usize];
-                    match node {
-                        Some(n) => {
-                            n.last = g.hlc;
-                            n.records += 1;
-                        }
-                        None => {
-                            *node = Some(NodeSummary {
-                                first: g.hlc,
-                                last: g.hlc,
-                                records: 1,
-                            })
-                        }
+        for g in &steps.groups {
+            for (i, r) in steps.records[g.start as usize..g.end as usize]
+                .iter()
+                .enumerate()
+            {
+                let index = g.start as usize + i;
+                let node = &mut nodes[r.node as usize];
+                match node {
+                    Some(n) => {
+                        n.last = g.hlc;
+                        n.records += 1;
                     }
-                    let first_op = batch.ops.len() as u32;
-                    for op in &mut ops[r.first_op as usize..r.end_op as usize] {
-                        let op = std::mem::replace(op, Op::Unset(0));
-                        let v = op.var() as usize;
-                        if let Some(kind) = match &op {
-                            Op::Set(_, value) => Some(value.kind_name()),
-                            Op::Add(..) | Op::Remove(..) => Some("set"),
-                            Op::Unset(_) => None,
-                        } {
-                            vars[v].kinds.insert(kind);
-                        }
-                        if counted_in[v] != index {
-                            counted_in[v] = index;
-                            vars[v].records += 1;
-                        }
-                        if var_nodes.insert((v as u32, r.node)) {
-                            vars[v].nodes += 1;
-                        }
-                        batch.ops.push(op);
+                    None => {
+                        *node = Some(NodeSummary {
+                            first: g.hlc,
+                            last: g.hlc,
+                            records: 1,
+                        })
                     }
-                    batch.records.push(CRecord {
-                        first_op,
-                        end_op: batch.ops.len() as u32,
-                        ..*r
-                    });
                 }
-                batch.groups.push(HlcGroup {
-                    hlc: g.hlc,
-                    start,
-                    end: batch.records.len() as u32,
-                });
+                for op in &steps.ops[r.first_op as usize..r.end_op as usize] {
+                    let v = op.var() as usize;
+                    if let Some(kind) = match op {
+                        Op::Set(_, value) => Some(value.kind_name()),
+                        Op::Add(..) | Op::Remove(..) => Some("set"),
+                        Op::Unset(_) => None,
+                    } {
+                        vars[v].kinds.insert(kind);
+                    }
+                    if counted_in[v] != index {
+                        counted_in[v] = index;
+                        vars[v].records += 1;
+                    }
+                    if var_nodes.insert((v as u32, r.node)) {
+                        vars[v].nodes += 1;
+                    }
+                }
             }
-            batches.push(batch);
         }
         let nodes = nodes
             .into_iter()
@@ -133,11 +112,11 @@ impl TraceData {
             .collect();
         TraceData {
             names,
-            batches,
-            steps: groups.len(),
-            records: records.len(),
-            first_hlc: groups.first().map(|g| g.hlc),
-            last_hlc: groups.last().map(|g| g.hlc),
+            steps: steps.groups.len(),
+            records: steps.records.len(),
+            first_hlc: steps.groups.first().map(|g| g.hlc),
+            last_hlc: steps.groups.last().map(|g| g.hlc),
+            trace: steps,
             vars,
             nodes,
         }
@@ -300,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn batches_keep_every_step_and_summaries_count_records() {
+    fn summaries_count_records() {
         let mut lines = vec![
             r#"{"node":"n2","hlc":[1,0],"set":{"a.x":1,"a.y":"s"}}"#.to_string(),
             r#"{"node":"n1","hlc":[2,0],"add":{"a.z":[1]},"set":{"a.x":1.5}}"#.to_string(),
@@ -314,17 +293,8 @@ mod tests {
         let refs: Vec<&Record> = records.iter().collect();
         let whole = Columnar::from_records(&refs);
         let data = TraceData::new(whole.clone());
-        assert_eq!(data.batches.len(), 199usize.div_ceil(BATCH_STEPS));
         assert_eq!(data.steps, 199);
-        let hlcs: Vec<Hlc> = data
-            .batches
-            .iter()
-            .flat_map(|b| b.groups.iter().map(|g| g.hlc))
-            .collect();
-        let expected: Vec<Hlc> = whole.steps.groups.iter().map(|g| g.hlc).collect();
-        assert_eq!(hlcs, expected);
-        let ops: Vec<Op> = data.batches.iter().flat_map(|b| b.ops.clone()).collect();
-        assert_eq!(ops, whole.steps.ops);
+        assert_eq!(data.trace.groups, whole.steps.groups);
         let x = data.names.vars.get("a.x").expect("a.x") as usize;
         assert_eq!(data.vars[x].records, 199);
         assert_eq!(data.vars[x].nodes, 2);

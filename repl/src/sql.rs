@@ -1,0 +1,156 @@
+//! `rql sql "SQL" TRACE...`: DataFusion SQL over a trace as table `trace` (the Parquet trace
+//! schema: one row per change, whatever the input format), and with `-q RQL` over that query's
+//! output as table `results` (seq, hlc packed, record: the JSON line `rql replay` prints).
+
+use std::process::ExitCode;
+
+use bytesize::ByteSize;
+use clap::{Args, ValueEnum};
+use log_server::columnar::read_columnar;
+use log_server::parquet::{parquet_files, run_sql, SqlFormat, SqlTrace};
+use log_server::{read_traces, Hlc, ReadOptions, Record, TraceInput};
+use rql_exec::{catalog_of_columnar, replay_columnar, ExecOptions};
+use rql_planner::plan_statement;
+
+use crate::convert::{parquet_options, trace_format, TraceFormat};
+use crate::query::{EXIT_FAILURE, EXIT_QUERY_ERROR};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SqlFormatArg {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct SqlArgs {
+    /// The SQL statement (DataFusion dialect) over tables `trace` and `results`.
+    #[arg(value_name = "SQL")]
+    pub sql: String,
+    /// Trace files: all NDJSON, or all Parquet (files or directories).
+    #[arg(required = true, value_name = "TRACE")]
+    pub traces: Vec<String>,
+    /// An RQL query run over the trace first; its output records become table `results`.
+    #[arg(short = 'q', long = "query", value_name = "RQL")]
+    pub query: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: SqlFormatArg,
+    /// Memory DataFusion may use before spilling to disk (e.g. 1GiB).
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<ByteSize>,
+}
+
+pub fn run(args: &SqlArgs) -> ExitCode {
+    match sql(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn fail(e: String) -> (u8, String) {
+    (EXIT_FAILURE, e)
+}
+
+fn sql(args: &SqlArgs) -> Result<(), (u8, String)> {
+    let opts = parquet_options(args.memory_limit).map_err(fail)?;
+    let mut formats = Vec::new();
+    for t in &args.traces {
+        formats.push(trace_format(t).map_err(fail)?);
+    }
+    let parquet = formats.iter().all(|f| *f == TraceFormat::Parquet);
+    if !parquet && formats.contains(&TraceFormat::Parquet) {
+        return Err(fail(
+            "the traces mix NDJSON and Parquet\nhint: convert them to one format with `rql \
+             convert`"
+                .into(),
+        ));
+    }
+    let results = match &args.query {
+        None => None,
+        Some(q) => Some(query_results(q, &args.traces, parquet, &opts)?),
+    };
+    let trace = if parquet {
+        SqlTrace::Parquet(parquet_files(&args.traces).map_err(fail)?)
+    } else {
+        SqlTrace::Records(read_ndjson(&args.traces).map_err(fail)?)
+    };
+    let format = match args.format {
+        SqlFormatArg::Table => SqlFormat::Table,
+        SqlFormatArg::Csv => SqlFormat::Csv,
+        SqlFormatArg::Json => SqlFormat::Json,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    run_sql(&args.sql, trace, results, &opts, format, &mut out).map_err(fail)
+}
+
+fn inputs(paths: &[String]) -> Result<Vec<TraceInput<'static>>, String> {
+    let mut inputs = Vec::new();
+    for p in paths {
+        let f = std::fs::File::open(p).map_err(|e| format!("cannot open trace {p}: {e}"))?;
+        inputs.push(TraceInput {
+            name: p.clone(),
+            reader: Box::new(std::io::BufReader::with_capacity(1 << 20, f)),
+        });
+    }
+    Ok(inputs)
+}
+
+fn read_ndjson(paths: &[String]) -> Result<Vec<Record>, String> {
+    let trace =
+        read_traces(inputs(paths)?, &ReadOptions::default()).map_err(|e| format!("trace {e}"))?;
+    Ok(trace.records.into_iter().map(|(_, r)| r).collect())
+}
+
+/// One output record of a query: seq, packed HLC, its JSON line.
+type ResultRow = (u64, u64, String);
+
+/// Runs the RQL query over the whole trace: (seq, packed hlc, JSON line) per output record.
+fn query_results(
+    query: &str,
+    traces: &[String],
+    parquet: bool,
+    opts: &log_server::parquet::ParquetOptions,
+) -> Result<Vec<ResultRow>, (u8, String)> {
+    let stmt =
+        rql_parser::parse_single(query).map_err(|d| (EXIT_QUERY_ERROR, d.one_line(query)))?;
+    let cols = if parquet {
+        let files = parquet_files(traces).map_err(fail)?;
+        log_server::parquet::read_parquet_columnar(&files, &Default::default(), opts)
+            .map_err(|e| fail(format!("trace {e}")))?
+            .cols
+    } else {
+        read_columnar(inputs(traces).map_err(fail)?, &ReadOptions::default())
+            .map_err(|e| fail(format!("trace {e}")))?
+            .cols
+    };
+    let catalog = catalog_of_columnar(&cols);
+    let plan = plan_statement(&stmt, query, &catalog)
+        .map_err(|d| (EXIT_QUERY_ERROR, d.one_line(query)))?;
+    let mut rows = Vec::new();
+    let mut bad = None;
+    replay_columnar(&plan, &cols, ExecOptions::default(), &mut |e| {
+        let line = serde_json::to_string(&e.record()).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        let seq = v["seq"].as_u64().unwrap_or(0);
+        let hlc = match (v["hlc"][0].as_u64(), v["hlc"][1].as_u64()) {
+            (Some(l), Some(c)) => Hlc::new(l, c).map(Hlc::packed).unwrap_or(0),
+            _ => {
+                bad.get_or_insert_with(|| line.clone());
+                0
+            }
+        };
+        rows.push((seq, hlc, line));
+    })
+    .map_err(|e| fail(e.to_string()))?;
+    if let Some(line) = bad {
+        return Err(fail(format!(
+            "internal: an output record without an HLC: {line}"
+        )));
+    }
+    Ok(rows)
+}
