@@ -76,7 +76,7 @@ enum Command {
     /// physical time raises false alarms. Ctrl-C ends it early, with the summary. Exit status:
     /// 0 after the summary, 1 if the demo could not run.
     Demo(demo::DemoArgs),
-    /// The interactive shell (also `rql` alone): statements end with ';', `\\help` lists
+    /// The interactive shell (also `rql` alone): statements end with ';', `\help` lists
     /// the meta-commands.
     ///
     /// On a terminal: line editing, history, Tab completion, and Ctrl-C cancels a running
