@@ -93,7 +93,8 @@ enum Command {
     /// exactly. Exit status: 0 on success, 1 for a bad trace or an I/O error.
     Convert(convert::ConvertArgs),
     /// Run DataFusion SQL over a trace (table `trace`: one row per change, the Parquet trace
-    /// schema) and, with -q, over an RQL query's output (table `results`: seq, hlc, record).
+    /// schema) and, with -q, over an RQL query's output (table `results`: seq, hlc, node, variable,
+    /// value; one row per value).
     ///
     /// Exit status: 0 on success, 2 for an error in the RQL query, 1 otherwise (bad SQL, bad
     /// trace).

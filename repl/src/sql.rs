@@ -1,15 +1,17 @@
 //! `rql sql "SQL" TRACE...`: DataFusion SQL over a trace as table `trace` (the Parquet trace
 //! schema: one row per change, whatever the input format), and with `-q RQL` over that query's
-//! output as table `results` (seq, hlc packed, record: the JSON line `rql replay` prints).
+//! output as table `results` (seq, hlc packed, node, variable, value as canonical JSON: one row
+//! per value of every emitted record).
 
 use std::process::ExitCode;
 
 use bytesize::ByteSize;
 use clap::{Args, ValueEnum};
 use log_server::columnar::read_columnar;
-use log_server::parquet::{parquet_files, run_sql, SqlFormat, SqlTrace};
-use log_server::{read_traces, Hlc, ReadOptions, Record, TraceInput};
-use rql_exec::{catalog_of_columnar, replay_columnar, ExecOptions};
+use log_server::parquet::{parquet_files, run_sql, ResultRow, SqlFormat, SqlTrace};
+use log_server::{read_traces, ReadOptions, Record, TraceInput, Value};
+use rql_exec::output::OutValue;
+use rql_exec::{catalog_of_columnar, replay_columnar, ExecOptions, OutputRecord};
 use rql_planner::plan_statement;
 
 use crate::convert::{parquet_options, trace_format, TraceFormat};
@@ -106,10 +108,7 @@ fn read_ndjson(paths: &[String]) -> Result<Vec<Record>, String> {
     Ok(trace.records.into_iter().map(|(_, r)| r).collect())
 }
 
-/// One output record of a query: seq, packed HLC, its JSON line.
-type ResultRow = (u64, u64, String);
-
-/// Runs the RQL query over the whole trace: (seq, packed hlc, JSON line) per output record.
+/// Runs the RQL query over the whole trace: its output as rows of table `results`.
 fn query_results(
     query: &str,
     traces: &[String],
@@ -132,25 +131,43 @@ fn query_results(
     let plan = plan_statement(&stmt, query, &catalog)
         .map_err(|d| (EXIT_QUERY_ERROR, d.one_line(query)))?;
     let mut rows = Vec::new();
-    let mut bad = None;
     replay_columnar(&plan, &cols, ExecOptions::default(), &mut |e| {
-        let line = serde_json::to_string(&e.record()).unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        let seq = v["seq"].as_u64().unwrap_or(0);
-        let hlc = match (v["hlc"][0].as_u64(), v["hlc"][1].as_u64()) {
-            (Some(l), Some(c)) => Hlc::new(l, c).map(Hlc::packed).unwrap_or(0),
-            _ => {
-                bad.get_or_insert_with(|| line.clone());
-                0
-            }
-        };
-        rows.push((seq, hlc, line));
+        result_rows(&e.record(), &mut rows)
     })
     .map_err(|e| fail(e.to_string()))?;
-    if let Some(line) = bad {
-        return Err(fail(format!(
-            "internal: an output record without an HLC: {line}"
-        )));
-    }
     Ok(rows)
+}
+
+/// One emitted record as rows of `results`: a row per (variable, node) value, a row per
+/// aggregate (no node), or one row of NULLs for a record without values (an `end`).
+fn result_rows(rec: &OutputRecord, rows: &mut Vec<ResultRow>) {
+    let json = |v: &Value| serde_json::to_string(v).unwrap_or_default();
+    match rec {
+        OutputRecord::Cut(c) => {
+            let (seq, hlc) = (c.seq, c.hlc.packed());
+            let before = rows.len();
+            for (name, value) in &c.values {
+                match value {
+                    OutValue::Nodes(nodes) => {
+                        for (node, v) in nodes {
+                            rows.push((
+                                seq,
+                                hlc,
+                                Some(node.clone()),
+                                Some(name.clone()),
+                                Some(json(v)),
+                            ));
+                        }
+                    }
+                    OutValue::One(v) => {
+                        rows.push((seq, hlc, None, Some(name.clone()), v.as_ref().map(json)));
+                    }
+                }
+            }
+            if rows.len() == before {
+                rows.push((seq, hlc, None, None, None));
+            }
+        }
+        OutputRecord::End(e) => rows.push((e.seq, e.hlc.packed(), None, None, None)),
+    }
 }

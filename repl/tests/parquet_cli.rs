@@ -454,7 +454,7 @@ fn sql_over_a_trace_and_a_query_s_results() {
     assert!(a.status.success(), "{}", text(&a.stderr));
     assert_eq!(text(&a.stdout), text(&b.stdout));
     assert!(text(&a.stdout).starts_with("op,n\n"), "{}", text(&a.stdout));
-    // `results`: the query's output, one row per record.
+    // `results`: the query's output, one row per value (here three aggregates per cut).
     let q = std::fs::read_to_string(examples().join("bank/queries.rql")).unwrap();
     let q = q.lines().find(|l| !l.trim().is_empty()).unwrap();
     let expected = replay(&[s(&nd)], q, &[]);
@@ -462,7 +462,8 @@ fn sql_over_a_trace_and_a_query_s_results() {
     let out = rql(
         &[
             "sql",
-            "SELECT count(*) AS n FROM results",
+            "SELECT count(DISTINCT seq) AS n, count(*) AS rows, count(node) AS nodes, \
+             count(DISTINCT variable) AS vars FROM results",
             &s(&pq),
             "-q",
             q,
@@ -472,7 +473,33 @@ fn sql_over_a_trace_and_a_query_s_results() {
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).trim(), format!("{{\"n\":{lines}}}"));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!(
+            "{{\"n\":{lines},\"rows\":{},\"nodes\":0,\"vars\":3}}",
+            lines * 3
+        )
+    );
+    // A per-node variable: one row per node, values as canonical JSON.
+    let out = rql(
+        &[
+            "sql",
+            "SELECT node, variable, value FROM results WHERE seq = 1 ORDER BY node",
+            &s(&pq),
+            "-q",
+            "SELECT bank.balance FROM bank LIMIT 1",
+            "--format",
+            "csv",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let csv = text(&out.stdout);
+    assert!(csv.starts_with("node,variable,value\n"), "{csv}");
+    assert!(
+        csv.lines().skip(1).all(|l| l.contains(",bank.balance,")),
+        "{csv}"
+    );
     // Bad SQL and a bad RQL query.
     let out = rql(&["sql", "SELEC x", &s(&pq)], None);
     assert_eq!(out.status.code(), Some(1));

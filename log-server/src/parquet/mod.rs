@@ -31,7 +31,7 @@ pub use read::{
     parquet_files, read_parquet_columnar, read_parquet_records, trace_summary, ParquetOptions,
     ParquetTrace, PushDown, TraceSummary,
 };
-pub use sql::{run_sql, SqlFormat, SqlTrace};
+pub use sql::{run_sql, ResultRow, SqlFormat, SqlTrace};
 pub use write::{write_parquet, ParquetWriter};
 
 use std::sync::Arc;

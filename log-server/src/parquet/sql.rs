@@ -14,6 +14,11 @@ use super::write::record_batches;
 use super::ParquetOptions;
 use crate::record::Record;
 
+/// One row of table `results`: seq, packed HLC, node, variable (output name), value (canonical
+/// JSON). A per-node value is one row per node; an aggregate has no node; a record without
+/// values (an `end`, or a query selecting nothing) is one row of NULLs after seq and hlc.
+pub type ResultRow = (u64, u64, Option<String>, Option<String>, Option<String>);
+
 /// Where table `trace` comes from.
 pub enum SqlTrace {
     /// Parquet files, read in place.
@@ -31,12 +36,12 @@ pub enum SqlFormat {
     Json,
 }
 
-/// Runs `sql` with table `trace` and, if given, table `results` (one row per output record of
-/// a query: `seq`, `hlc` packed, `record` its JSON line), writing the result to `out`.
+/// Runs `sql` with table `trace` and, if given, table `results` (a query's output, one row per
+/// value: see [`ResultRow`]), writing the result to `out`.
 pub fn run_sql(
     sql: &str,
     trace: SqlTrace,
-    results: Option<Vec<(u64, u64, String)>>,
+    results: Option<Vec<ResultRow>>,
     opts: &ParquetOptions,
     format: SqlFormat,
     out: &mut dyn Write,
@@ -83,21 +88,29 @@ pub fn run_sql(
         if let Some(rows) = results {
             let mut seq = UInt64Builder::new();
             let mut hlc = UInt64Builder::new();
-            let mut rec = StringBuilder::new();
-            for (s, h, r) in &rows {
+            let mut node = StringBuilder::new();
+            let mut variable = StringBuilder::new();
+            let mut value = StringBuilder::new();
+            for (s, h, n, var, v) in &rows {
                 seq.append_value(*s);
                 hlc.append_value(*h);
-                rec.append_value(r);
+                node.append_option(n.as_deref());
+                variable.append_option(var.as_deref());
+                value.append_option(v.as_deref());
             }
             let schema = Arc::new(Schema::new(vec![
                 Field::new("seq", DataType::UInt64, false),
                 Field::new("hlc", DataType::UInt64, false),
-                Field::new("record", DataType::Utf8, false),
+                Field::new("node", DataType::Utf8, true),
+                Field::new("variable", DataType::Utf8, true),
+                Field::new("value", DataType::Utf8, true),
             ]));
             let columns: Vec<ArrayRef> = vec![
                 Arc::new(seq.finish()),
                 Arc::new(hlc.finish()),
-                Arc::new(rec.finish()),
+                Arc::new(node.finish()),
+                Arc::new(variable.finish()),
+                Arc::new(value.finish()),
             ];
             let batch = RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())?;
             ctx.register_batch("results", batch)
