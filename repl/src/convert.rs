@@ -96,57 +96,63 @@ fn convert(args: &ConvertArgs) -> Result<usize, String> {
                 .map_err(|e| format!("trace {e}"))?
         }
     };
-    let n = records.len();
-    match to {
-        TraceFormat::Parquet => {
-            if Path::new(&args.output).is_dir() {
-                return Err(format!(
-                    "{} is a directory; give a file name ending in .parquet",
-                    args.output
-                ));
+    write_trace(&records, &args.output, to)?;
+    Ok(records.len())
+}
+
+/// Writes `records` (sorted by HLC) as a trace file in `format`: a file is written beside the
+/// target, fsynced and renamed, so a failed run leaves no half file; NDJSON may go to `-`
+/// (standard output).
+pub(crate) fn write_trace(
+    records: &[Record],
+    output: &str,
+    format: TraceFormat,
+) -> Result<(), String> {
+    let write_ndjson = |out: &mut dyn Write| -> std::io::Result<()> {
+        let mut line = String::new();
+        for r in records {
+            line.clear();
+            r.write_json(&mut line);
+            line.push('\n');
+            out.write_all(line.as_bytes())?;
+        }
+        out.flush()
+    };
+    if output == "-" {
+        if format == TraceFormat::Parquet {
+            return Err("Parquet is written to a file; give OUT.parquet".into());
+        }
+        let stdout = std::io::stdout();
+        return match write_ndjson(&mut BufWriter::new(stdout.lock())) {
+            // A closed pipe is the reader saying it has enough.
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(format!("cannot write output: {e}"))
             }
-            // Written beside the target and renamed, so a failed run leaves no half file.
-            let tmp = format!("{}.partial", args.output);
-            let file = File::create(&tmp).map_err(|e| format!("cannot create {tmp}: {e}"))?;
-            let out = write_parquet(records.iter(), BufWriter::with_capacity(1 << 20, file))
-                .map_err(|e| format!("{}: {e}", args.output))?;
-            let file = out
-                .into_inner()
-                .map_err(|e| format!("cannot write {tmp}: {}", e.error()))?;
-            file.sync_all()
-                .map_err(|e| format!("cannot write {tmp}: {e}"))?;
-            std::fs::rename(&tmp, &args.output)
-                .map_err(|e| format!("cannot rename {tmp} to {}: {e}", args.output))?;
+            _ => Ok(()),
+        };
+    }
+    if Path::new(output).is_dir() {
+        return Err(format!(
+            "{output} is a directory; give a file name ending in .parquet or .ndjson"
+        ));
+    }
+    let tmp = format!("{output}.partial");
+    let file = File::create(&tmp).map_err(|e| format!("cannot create {tmp}: {e}"))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    match format {
+        TraceFormat::Parquet => {
+            out = write_parquet(records.iter(), out).map_err(|e| format!("{output}: {e}"))?;
         }
         TraceFormat::Ndjson => {
-            let write = |out: &mut dyn Write| -> std::io::Result<()> {
-                let mut line = String::new();
-                for r in &records {
-                    line.clear();
-                    r.write_json(&mut line);
-                    line.push('\n');
-                    out.write_all(line.as_bytes())?;
-                }
-                out.flush()
-            };
-            if args.output == "-" {
-                let stdout = std::io::stdout();
-                let mut out = BufWriter::new(stdout.lock());
-                match write(&mut out) {
-                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                        return Err(format!("cannot write output: {e}"))
-                    }
-                    _ => {}
-                }
-            } else {
-                let file = File::create(&args.output)
-                    .map_err(|e| format!("cannot create {}: {e}", args.output))?;
-                write(&mut BufWriter::with_capacity(1 << 20, file))
-                    .map_err(|e| format!("cannot write {}: {e}", args.output))?;
-            }
+            write_ndjson(&mut out).map_err(|e| format!("cannot write {tmp}: {e}"))?;
         }
     }
-    Ok(n)
+    let file = out
+        .into_inner()
+        .map_err(|e| format!("cannot write {tmp}: {}", e.error()))?;
+    file.sync_all()
+        .map_err(|e| format!("cannot write {tmp}: {e}"))?;
+    std::fs::rename(&tmp, output).map_err(|e| format!("cannot rename {tmp} to {output}: {e}"))
 }
 
 /// An NDJSON trace's records sorted by HLC (equal HLCs in file order); any bad record stops the

@@ -8,7 +8,7 @@ use clap::Args;
 use log_server::client::{subscribe, StreamItem, SubscribeOptions};
 use log_server::{Hlc, Record};
 
-use crate::convert::{trace_format, TraceFormat};
+use crate::convert::{trace_format, write_trace};
 use crate::query::EXIT_FAILURE;
 
 #[derive(Args, Debug)]
@@ -106,33 +106,6 @@ fn export(args: &ExportArgs) -> Result<usize, String> {
     // The stream is in log order (each node's records in HLC order); a trace file is sorted by
     // HLC, stably, so records of equal HLC keep the server's order.
     records.sort_by_key(|r| r.hlc);
-    let n = records.len();
-    let tmp = format!("{}.partial", args.output);
-    let file = std::fs::File::create(&tmp).map_err(|e| format!("cannot create {tmp}: {e}"))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    match format {
-        TraceFormat::Parquet => {
-            out = log_server::parquet::write_parquet(records.iter(), out)
-                .map_err(|e| format!("{}: {e}", args.output))?;
-        }
-        TraceFormat::Ndjson => {
-            use std::io::Write;
-            let mut line = String::new();
-            for r in &records {
-                line.clear();
-                r.write_json(&mut line);
-                line.push('\n');
-                out.write_all(line.as_bytes())
-                    .map_err(|e| format!("cannot write {tmp}: {e}"))?;
-            }
-        }
-    }
-    let file = out
-        .into_inner()
-        .map_err(|e| format!("cannot write {tmp}: {}", e.error()))?;
-    file.sync_all()
-        .map_err(|e| format!("cannot write {tmp}: {e}"))?;
-    std::fs::rename(&tmp, &args.output)
-        .map_err(|e| format!("cannot rename {tmp} to {}: {e}", args.output))?;
-    Ok(n)
+    write_trace(&records, &args.output, format)?;
+    Ok(records.len())
 }

@@ -11,6 +11,8 @@
 
 mod read;
 
+#[cfg(feature = "parquet")]
+pub(crate) use read::{assemble, SetKinds};
 pub use read::{read_columnar, LoadedTrace};
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -325,4 +327,37 @@ impl Columnar {
         }
         Columnar { names, steps }
     }
+}
+
+/// A columnar trace as comparable text (tests): every record with its HLC, node id, flags and
+/// operations by variable name, since variable numbering may differ between readers.
+#[cfg(test)]
+pub(crate) fn describe(cols: &Columnar) -> Vec<String> {
+    let mut out = vec![format!("nodes {:?}", cols.names.nodes)];
+    let mut vars: Vec<&str> = (0..cols.names.vars.len())
+        .map(|v| cols.names.vars.name(v as VarIdx).as_str())
+        .collect();
+    vars.sort_unstable();
+    out.push(format!("vars {vars:?}"));
+    for g in &cols.steps.groups {
+        for r in &cols.steps.records[g.start as usize..g.end as usize] {
+            let ops: Vec<String> = cols.steps.ops[r.first_op as usize..r.end_op as usize]
+                .iter()
+                .map(|op| {
+                    let name = cols.names.vars.name(op.var());
+                    match op {
+                        Op::Unset(_) => format!("unset {name}"),
+                        Op::Set(_, v) => format!("set {name} {v:?}"),
+                        Op::Remove(_, s) => format!("remove {name} {s:?}"),
+                        Op::Add(_, s) => format!("add {name} {s:?}"),
+                    }
+                })
+                .collect();
+            out.push(format!(
+                "{} {} leave={} heartbeat={} {ops:?}",
+                g.hlc, cols.names.nodes[r.node as usize], r.leave, r.heartbeat
+            ));
+        }
+    }
+    out
 }

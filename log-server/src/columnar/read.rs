@@ -326,76 +326,21 @@ impl Gathered {
         sources: &[String],
         skip_bad: bool,
     ) -> Result<Vec<(Origin, TraceError)>, TraceError> {
-        let mut tracked = vec![false; self.vars.len()];
-        for op in &self.ops {
-            if let Op::Add(v, _) | Op::Remove(v, _) = op {
-                tracked[*v as usize] = true;
-            }
-        }
-        let mut kinds: Vec<FxHashMap<VarIdx, &'static str>> =
-            vec![FxHashMap::default(); self.nodes.len()];
-        let mut journal: Vec<(VarIdx, Option<&'static str>)> = Vec::new();
         let mut bad = Vec::new();
+        let Some(mut kinds) = SetKinds::new(&self.ops, self.vars.len(), self.nodes.len()) else {
+            return Ok(bad);
+        };
         for (i, rec) in self.recs.iter_mut().enumerate() {
-            let node_kinds = &mut kinds[rec.node as usize];
-            journal.clear();
-            let mut failed = None;
-            let ops = &self.ops[rec.first_op as usize..rec.end_op as usize];
-            for op in ops {
-                let (v, kind) = match op {
-                    Op::Unset(v) => (*v, None),
-                    Op::Set(v, Value::Set(_)) => (*v, None),
-                    Op::Set(v, value) => (*v, Some(value.kind_name())),
-                    Op::Remove(v, _) | Op::Add(v, _) => {
-                        if let Some(&found) = node_kinds.get(v) {
-                            let op = if matches!(op, Op::Add(..)) {
-                                "add"
-                            } else {
-                                "remove"
-                            };
-                            failed = Some(ApplyError {
-                                op,
-                                var: self.vars.name(*v).clone(),
-                                found,
-                            });
-                            break;
-                        }
-                        // A set is left behind.
-                        (*v, None)
-                    }
-                };
-                if !tracked[v as usize] {
-                    continue;
+            if let Err(e) = kinds.apply(rec, &self.ops, &self.vars) {
+                let origin = unpack_origin(self.origins[i]);
+                let name = sources.get(origin.source).cloned().unwrap_or_default();
+                let err = TraceError::new(origin.line, e.to_string()).with_source(name);
+                if !skip_bad {
+                    return Err(err);
                 }
-                let before = match kind {
-                    Some(kind) => node_kinds.insert(v, kind),
-                    None => node_kinds.remove(&v),
-                };
-                journal.push((v, before));
-            }
-            match failed {
-                None => {
-                    if rec.leave {
-                        node_kinds.clear();
-                    }
-                }
-                Some(e) => {
-                    for &(v, before) in journal.iter().rev() {
-                        match before {
-                            Some(kind) => node_kinds.insert(v, kind),
-                            None => node_kinds.remove(&v),
-                        };
-                    }
-                    let origin = unpack_origin(self.origins[i]);
-                    let name = sources.get(origin.source).cloned().unwrap_or_default();
-                    let err = TraceError::new(origin.line, e.to_string()).with_source(name);
-                    if !skip_bad {
-                        return Err(err);
-                    }
-                    // Marked for `compact`: a record can never point past the operations.
-                    rec.first_op = u32::MAX;
-                    bad.push((origin, err));
-                }
+                // Marked for `compact`: a record can never point past the operations.
+                rec.first_op = u32::MAX;
+                bad.push((origin, err));
             }
         }
         Ok(bad)
@@ -438,80 +383,137 @@ impl Gathered {
 
     /// Node ids renumbered in byte order, records grouped by HLC.
     fn finish(self) -> Columnar {
-        let ids = self.nodes.into_names();
-        let mut by_id: Vec<NodeIdx> = (0..ids.len() as NodeIdx).collect();
-        by_id.sort_unstable_by(|&a, &b| ids[a as usize].cmp(&ids[b as usize]));
-        let mut rank = vec![0; ids.len()];
-        for (new, &old) in by_id.iter().enumerate() {
-            rank[old as usize] = new as NodeIdx;
+        assemble(self.nodes, self.vars, self.recs, &self.hlcs, self.ops)
+    }
+}
+
+/// The [`Columnar`] of records in HLC order (`hlcs[i]` is the HLC of `recs[i]`) whose node
+/// numbers index `nodes` in first-seen order: node ids renumbered in byte order, records
+/// grouped by HLC. Every reader that builds the columnar form directly ends here.
+pub(crate) fn assemble(
+    nodes: NodeTable,
+    vars: VarTable,
+    mut records: Vec<CRecord>,
+    hlcs: &[Hlc],
+    ops: Vec<Op>,
+) -> Columnar {
+    let mut ids = nodes.into_names();
+    let mut by_id: Vec<NodeIdx> = (0..ids.len() as NodeIdx).collect();
+    by_id.sort_unstable_by(|&a, &b| ids[a as usize].cmp(&ids[b as usize]));
+    let mut rank = vec![0; ids.len()];
+    for (new, &old) in by_id.iter().enumerate() {
+        rank[old as usize] = new as NodeIdx;
+    }
+    ids.sort_unstable();
+    let mut groups: Vec<HlcGroup> = Vec::new();
+    for (i, (rec, &hlc)) in records.iter_mut().zip(hlcs).enumerate() {
+        rec.node = rank[rec.node as usize];
+        let i = i as u32;
+        match groups.last_mut() {
+            Some(g) if g.hlc == hlc => g.end = i + 1,
+            _ => groups.push(HlcGroup {
+                hlc,
+                start: i,
+                end: i + 1,
+            }),
         }
-        let mut ids = ids;
-        ids.sort_unstable();
-        let mut records = self.recs;
-        let mut groups: Vec<HlcGroup> = Vec::new();
-        for (i, (rec, &hlc)) in records.iter_mut().zip(&self.hlcs).enumerate() {
-            rec.node = rank[rec.node as usize];
-            let i = i as u32;
-            match groups.last_mut() {
-                Some(g) if g.hlc == hlc => g.end = i + 1,
-                _ => groups.push(HlcGroup {
-                    hlc,
-                    start: i,
-                    end: i + 1,
-                }),
+    }
+    Columnar {
+        names: Names { nodes: ids, vars },
+        steps: Steps {
+            groups,
+            records,
+            ops,
+        },
+    }
+}
+
+/// Replays, per node in HLC order, what decides `add`/`remove` errors (SPEC §6): the kind of
+/// every variable that is ever an `add`/`remove` target while it holds a non-set value. Same
+/// results as `NonSetKinds` over records (see `state.rs`), on the dense form.
+pub(crate) struct SetKinds {
+    tracked: Vec<bool>,
+    kinds: Vec<FxHashMap<VarIdx, &'static str>>,
+    journal: Vec<(VarIdx, Option<&'static str>)>,
+}
+
+impl SetKinds {
+    /// `None` when no operation adds or removes: nothing can fail.
+    pub(crate) fn new(ops: &[Op], vars: usize, nodes: usize) -> Option<SetKinds> {
+        let mut tracked = vec![false; vars];
+        let mut any = false;
+        for op in ops {
+            if let Op::Add(v, _) | Op::Remove(v, _) = op {
+                tracked[*v as usize] = true;
+                any = true;
             }
         }
-        Columnar {
-            names: Names {
-                nodes: ids,
-                vars: self.vars,
-            },
-            steps: Steps {
-                groups,
-                records,
-                ops: self.ops,
-            },
+        any.then(|| SetKinds {
+            tracked,
+            kinds: vec![FxHashMap::default(); nodes],
+            journal: Vec::new(),
+        })
+    }
+
+    /// Applies the next record (in HLC order); on error nothing changes.
+    pub(crate) fn apply(
+        &mut self,
+        rec: &CRecord,
+        ops: &[Op],
+        vars: &VarTable,
+    ) -> Result<(), ApplyError> {
+        let node_kinds = &mut self.kinds[rec.node as usize];
+        self.journal.clear();
+        for op in &ops[rec.first_op as usize..rec.end_op as usize] {
+            let (v, kind) = match op {
+                Op::Unset(v) => (*v, None),
+                Op::Set(v, Value::Set(_)) => (*v, None),
+                Op::Set(v, value) => (*v, Some(value.kind_name())),
+                Op::Remove(v, _) | Op::Add(v, _) => {
+                    if let Some(&found) = node_kinds.get(v) {
+                        for &(v, before) in self.journal.iter().rev() {
+                            match before {
+                                Some(kind) => node_kinds.insert(v, kind),
+                                None => node_kinds.remove(&v),
+                            };
+                        }
+                        let op = if matches!(op, Op::Add(..)) {
+                            "add"
+                        } else {
+                            "remove"
+                        };
+                        return Err(ApplyError {
+                            op,
+                            var: vars.name(*v).clone(),
+                            found,
+                        });
+                    }
+                    // A set is left behind.
+                    (*v, None)
+                }
+            };
+            if !self.tracked[v as usize] {
+                continue;
+            }
+            let before = match kind {
+                Some(kind) => node_kinds.insert(v, kind),
+                None => node_kinds.remove(&v),
+            };
+            self.journal.push((v, before));
         }
+        if rec.leave {
+            node_kinds.clear();
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::columnar::describe;
     use crate::ndjson::read_traces;
     use proptest::prelude::*;
-
-    /// A columnar trace as comparable text: every record with its HLC, node id, flags and
-    /// operations by variable name (variable numbering may differ between the two readers).
-    fn describe(cols: &Columnar) -> Vec<String> {
-        let mut out = vec![format!("nodes {:?}", cols.names.nodes)];
-        let mut vars: Vec<&str> = (0..cols.names.vars.len())
-            .map(|v| cols.names.vars.name(v as VarIdx).as_str())
-            .collect();
-        vars.sort_unstable();
-        out.push(format!("vars {vars:?}"));
-        for g in &cols.steps.groups {
-            for r in &cols.steps.records[g.start as usize..g.end as usize] {
-                let ops: Vec<String> = cols.steps.ops[r.first_op as usize..r.end_op as usize]
-                    .iter()
-                    .map(|op| {
-                        let name = cols.names.vars.name(op.var());
-                        match op {
-                            Op::Unset(_) => format!("unset {name}"),
-                            Op::Set(_, v) => format!("set {name} {v:?}"),
-                            Op::Remove(_, s) => format!("remove {name} {s:?}"),
-                            Op::Add(_, s) => format!("add {name} {s:?}"),
-                        }
-                    })
-                    .collect();
-                out.push(format!(
-                    "{} {} leave={} heartbeat={} {ops:?}",
-                    g.hlc, cols.names.nodes[r.node as usize], r.leave, r.heartbeat
-                ));
-            }
-        }
-        out
-    }
 
     fn inputs(texts: &[String]) -> Vec<TraceInput<'_>> {
         texts

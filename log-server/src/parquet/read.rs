@@ -20,11 +20,10 @@ use datafusion::functions_aggregate::expr_fn::max;
 use datafusion::logical_expr::{cast, col, lit, Expr};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use futures_util::StreamExt;
-use rustc_hash::FxHashMap;
 
 use super::{META_KEYS, META_MAX_HLC, META_RECORDS};
 use crate::columnar::VarTable;
-use crate::columnar::{CRecord, Columnar, HlcGroup, Names, NodeIdx, NodeTable, Op, Steps, VarIdx};
+use crate::columnar::{assemble, CRecord, Columnar, NodeIdx, NodeTable, Op, SetKinds, VarIdx};
 use crate::hlc::Hlc;
 use crate::ndjson::parse_value;
 use crate::record::{Record, VarName, MAX_NODE_ID_BYTES};
@@ -826,43 +825,7 @@ impl ColumnarSink {
 
     /// Node ids renumbered in byte order, records grouped by HLC, `add`/`remove` checked.
     fn finish(self, sources: &[String]) -> Result<Columnar, String> {
-        let n = self.nodes.len();
-        let ids: Vec<String> = (0..n as NodeIdx)
-            .map(|i| self.nodes.name(i).to_string())
-            .collect();
-        let mut by_id: Vec<NodeIdx> = (0..n as NodeIdx).collect();
-        by_id.sort_unstable_by(|&a, &b| ids[a as usize].cmp(&ids[b as usize]));
-        let mut rank = vec![0; n];
-        for (new, &old) in by_id.iter().enumerate() {
-            rank[old as usize] = new as NodeIdx;
-        }
-        let mut sorted_ids = ids;
-        sorted_ids.sort_unstable();
-        let mut records = self.recs;
-        let mut groups: Vec<HlcGroup> = Vec::new();
-        for (i, (rec, &hlc)) in records.iter_mut().zip(&self.hlcs).enumerate() {
-            rec.node = rank[rec.node as usize];
-            let i = i as u32;
-            match groups.last_mut() {
-                Some(g) if g.hlc == hlc => g.end = i + 1,
-                _ => groups.push(HlcGroup {
-                    hlc,
-                    start: i,
-                    end: i + 1,
-                }),
-            }
-        }
-        let cols = Columnar {
-            names: Names {
-                nodes: sorted_ids,
-                vars: self.vars,
-            },
-            steps: Steps {
-                groups,
-                records,
-                ops: self.ops,
-            },
-        };
+        let cols = assemble(self.nodes, self.vars, self.recs, &self.hlcs, self.ops);
         if let Err((i, e)) = check_set_changes(&cols) {
             let (file, rec) = self.origins.get(i).copied().unwrap_or_default();
             let name = sources.get(file as usize).map_or("?", String::as_str);
@@ -972,54 +935,14 @@ impl Sink for RecordSink {
 /// index and the reason.
 fn check_set_changes(cols: &Columnar) -> Result<(), (usize, String)> {
     let steps = &cols.steps;
-    let mut tracked = vec![false; cols.names.vars.len()];
-    let mut any = false;
-    for op in &steps.ops {
-        if let Op::Add(v, _) | Op::Remove(v, _) = op {
-            tracked[*v as usize] = true;
-            any = true;
-        }
-    }
-    if !any {
+    let vars = &cols.names.vars;
+    let Some(mut kinds) = SetKinds::new(&steps.ops, vars.len(), cols.names.nodes.len()) else {
         return Ok(());
-    }
-    let mut kinds: Vec<FxHashMap<VarIdx, &'static str>> =
-        vec![FxHashMap::default(); cols.names.nodes.len()];
+    };
     for (i, rec) in steps.records.iter().enumerate() {
-        let node_kinds = &mut kinds[rec.node as usize];
-        for op in &steps.ops[rec.first_op as usize..rec.end_op as usize] {
-            let v = op.var();
-            if !tracked[v as usize] {
-                continue;
-            }
-            match op {
-                Op::Unset(_) | Op::Set(_, Value::Set(_)) => {
-                    node_kinds.remove(&v);
-                }
-                Op::Set(_, value) => {
-                    node_kinds.insert(v, value.kind_name());
-                }
-                Op::Remove(..) | Op::Add(..) => {
-                    if let Some(found) = node_kinds.get(&v) {
-                        let name = if matches!(op, Op::Add(..)) {
-                            "add"
-                        } else {
-                            "remove"
-                        };
-                        return Err((
-                            i,
-                            format!(
-                                "{name:?} on a non-set value of {} ({found})",
-                                cols.names.vars.name(v)
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-        if rec.leave {
-            node_kinds.clear();
-        }
+        kinds
+            .apply(rec, &steps.ops, vars)
+            .map_err(|e| (i, e.to_string()))?;
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 
 use super::*;
-use crate::columnar::{Columnar, Op, VarIdx};
+use crate::columnar::{describe, Columnar};
 use crate::hlc::Hlc;
 use crate::ndjson::{read_trace, ReadOptions};
 use crate::record::Record;
@@ -39,37 +39,6 @@ fn write(dir: &Path, name: &str, recs: &[Record]) -> PathBuf {
     let file = std::fs::File::create(&path).unwrap();
     write_parquet(recs.iter(), file).unwrap();
     path
-}
-
-/// A columnar trace as text, by names (numbering may differ between readers).
-fn describe(cols: &Columnar) -> Vec<String> {
-    let mut out = vec![format!("nodes {:?}", cols.names.nodes)];
-    let mut vars: Vec<&str> = (0..cols.names.vars.len())
-        .map(|v| cols.names.vars.name(v as VarIdx).as_str())
-        .collect();
-    vars.sort_unstable();
-    out.push(format!("vars {vars:?}"));
-    for g in &cols.steps.groups {
-        for r in &cols.steps.records[g.start as usize..g.end as usize] {
-            let ops: Vec<String> = cols.steps.ops[r.first_op as usize..r.end_op as usize]
-                .iter()
-                .map(|op| {
-                    let name = cols.names.vars.name(op.var());
-                    match op {
-                        Op::Unset(_) => format!("unset {name}"),
-                        Op::Set(_, v) => format!("set {name} {v:?}"),
-                        Op::Remove(_, s) => format!("remove {name} {s:?}"),
-                        Op::Add(_, s) => format!("add {name} {s:?}"),
-                    }
-                })
-                .collect();
-            out.push(format!(
-                "{} {} leave={} heartbeat={} {ops:?}",
-                g.hlc, cols.names.nodes[r.node as usize], r.leave, r.heartbeat
-            ));
-        }
-    }
-    out
 }
 
 #[test]

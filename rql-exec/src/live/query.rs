@@ -134,11 +134,13 @@ impl<'p> LiveQuery<'p> {
             at = end;
         }
         self.order.start_at(f0);
-        let stale = self.order.stale(now_ms);
+        // Which nodes are stale is only worked out when a record is emitted (most steps emit
+        // nothing).
+        let order = &self.order;
         let late = &mut self.late_pending;
         let flow = match self.engine.as_mut() {
             Some(engine) => engine.start_snapshot(f0, &mut |e: Emitted<'_, '_>| {
-                emit(mark(e.record(), &stale, late))
+                emit(mark(e.record(), &order.stale(now_ms), late))
             })?,
             None => Flow::Continue,
         };
@@ -188,11 +190,11 @@ impl<'p> LiveQuery<'p> {
                 self.done = true;
             }
             TimeSpec::Snapshot { at } if at < frontier => {
-                let stale = self.order.stale(now_ms);
+                let order = &self.order;
                 let late = &mut self.late_pending;
                 if let Some(engine) = self.engine.as_mut() {
                     engine.snapshot(at, &mut |e: Emitted<'_, '_>| {
-                        emit(mark(e.record(), &stale, late))
+                        emit(mark(e.record(), &order.stale(now_ms), late))
                     })?;
                 }
                 self.done = true;
@@ -220,13 +222,13 @@ impl<'p> LiveQuery<'p> {
             rec.hlc = group.hlc;
         }
         self.prepare(&group.records, group.hlc)?;
-        let stale = self.order.stale(now_ms);
+        let order = &self.order;
         let late = &mut self.late_pending;
         let (Some(engine), Some(g)) = (self.engine.as_mut(), self.steps.groups.first()) else {
             return Ok(Flow::Continue);
         };
         engine.step(&self.steps, g, &mut |e: Emitted<'_, '_>| {
-            emit(mark(e.record(), &stale, late))
+            emit(mark(e.record(), &order.stale(now_ms), late))
         })
     }
 
