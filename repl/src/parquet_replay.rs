@@ -1,21 +1,28 @@
 //! `rql replay` over Parquet traces: plan against the whole trace's names and NOW (from the
 //! files' footers, or a scan), then read only the rows the queries can see through DataFusion
-//! (see `pushdown`) into the engine's columnar form and run the plans as for NDJSON.
+//! (see `pushdown`) and run the plans as for NDJSON — in memory (the rows read once into the
+//! engine's columnar form, row groups decoded on every core), or streamed (`--memory-limit`,
+//! `--stream`, or large inputs: a checking pass for the names, then a pass per query feeding
+//! the engine a batch of steps at a time, so memory is the sort's limit plus the cut state).
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use log_server::columnar::{Names, VarTable};
+use std::path::PathBuf;
+use std::time::Instant;
+
 use log_server::parquet::{
-    parquet_files, read_parquet_columnar, trace_summary, PushDown, TraceSummary,
+    parquet_files, read_parquet_columnar, scan_parquet, stream_parquet, trace_summary,
+    ParquetOptions, PushDown, TraceSummary,
 };
 use log_server::{Hlc, VarName};
-use rql_exec::{catalog_of_names, replay_columnar, ExecOptions};
+use rql_exec::{catalog_of_names, replay_columnar, ExecOptions, Replay};
 use rql_planner::{Plan, TimeSpec};
 
 use crate::convert::parquet_options;
 use crate::query::{LoadedQuery, EXIT_FAILURE};
-use crate::replay::{output_format, plan_all, run_plan, ReplayArgs};
+use crate::replay::{output_format, plan_all, run_plan, ReplayArgs, AUTO_STREAM_BYTES};
 
 pub fn run(args: &ReplayArgs, q: &LoadedQuery) -> ExitCode {
     let fail = |e: String| {
@@ -34,8 +41,6 @@ pub fn run(args: &ReplayArgs, q: &LoadedQuery) -> ExitCode {
                 .into(),
         );
     }
-    // `--stream` asks for memory ∝ cut state; Parquet traces get that from DataFusion's
-    // spilling sort (--memory-limit) instead, so the flag has nothing to add.
     let opts = match parquet_options(args.memory_limit) {
         Ok(o) => o,
         Err(e) => return fail(e),
@@ -65,6 +70,16 @@ pub fn run(args: &ReplayArgs, q: &LoadedQuery) -> ExitCode {
         Err(code) => return code,
     };
     let push = pushdown(&plans, &summary);
+    let total_bytes: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .sum();
+    if args.stream || args.memory_limit.is_some() || total_bytes >= AUTO_STREAM_BYTES {
+        return match streamed(args, &plans, &files, &push, &opts) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(code) => code,
+        };
+    }
     let trace = match read_parquet_columnar(&files, &push, &opts) {
         Ok(t) => t,
         Err(e) => return fail(format!("trace {e}")),
@@ -82,6 +97,51 @@ pub fn run(args: &ReplayArgs, q: &LoadedQuery) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Runs `plans` over the trace read twice per query's worth of steps, never whole: a first
+/// pass checks every record and learns the names (planning used the footers' names, a
+/// superset), then each query reads the rows again, a batch of steps at a time.
+fn streamed(
+    args: &ReplayArgs,
+    plans: &[Plan],
+    files: &[PathBuf],
+    push: &PushDown,
+    opts: &ParquetOptions,
+) -> Result<(), ExitCode> {
+    let fail = |e: String| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_FAILURE)
+    };
+    let scan = scan_parquet(files, push, opts).map_err(|e| fail(format!("trace {e}")))?;
+    let format = output_format(args.format);
+    let exec = ExecOptions {
+        max_bindings: args.max_bindings,
+    };
+    for plan in plans {
+        run_plan(plan, format, args, scan.records as usize, |emit| {
+            let start = Instant::now();
+            let mut replay = Replay::new(plan, &scan.names, exec);
+            let mut exec_error = None;
+            let fed = stream_parquet(files, push, opts, &scan, &mut |steps| match replay
+                .feed(steps, emit)
+            {
+                Ok(()) => Ok(replay.wants_more()),
+                Err(e) => {
+                    let text = e.to_string();
+                    exec_error = Some(e);
+                    Err(text)
+                }
+            });
+            match (fed, exec_error) {
+                (_, Some(e)) => return Err(e.to_string()),
+                (Err(e), None) => return Err(format!("trace {e}")),
+                (Ok(()), None) => {}
+            }
+            replay.finish(start, emit).map_err(|e| e.to_string())
+        })?;
+    }
+    Ok(())
 }
 
 /// The rows no query of `plans` can see, as filters (exact: the output is the same as with

@@ -47,16 +47,18 @@ pub struct ReplayArgs {
     /// Stream inputs that are already in HLC order: memory proportional to the cut state,
     /// not the trace (the files are read twice: to validate, then to evaluate). Automatic for
     /// files totalling at least 256 MiB; an unsorted input is then sorted in memory instead.
+    /// Parquet traces stream in any order (DataFusion sorts them, see --memory-limit).
     #[arg(long)]
     pub stream: bool,
     /// Parquet traces: memory DataFusion may use to sort the rows by HLC before spilling to
-    /// disk (e.g. 1GiB); default no limit.
+    /// disk (e.g. 1GiB); implies --stream, so the whole replay stays within about this much
+    /// plus the cut state. Default: no limit.
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<bytesize::ByteSize>,
 }
 
 /// Inputs at least this large (all files) are streamed when they turn out to be sorted.
-const AUTO_STREAM_BYTES: u64 = 256 << 20;
+pub(crate) const AUTO_STREAM_BYTES: u64 = 256 << 20;
 
 #[derive(Args, Debug)]
 pub struct ExplainArgs {

@@ -87,7 +87,17 @@ fn sql(args: &SqlArgs) -> Result<(), (u8, String)> {
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    run_sql(&args.sql, trace, results, &opts, format, &mut out).map_err(fail)
+    run_sql(
+        &args.sql,
+        trace,
+        results.as_deref(),
+        &opts,
+        format,
+        None,
+        &mut out,
+    )
+    .map(|_| ())
+    .map_err(fail)
 }
 
 fn inputs(paths: &[String]) -> Result<Vec<TraceInput<'static>>, String> {
@@ -139,8 +149,9 @@ fn query_results(
 }
 
 /// One emitted record as rows of `results`: a row per (variable, node) value, a row per
-/// aggregate (no node), or one row of NULLs for a record without values (an `end`).
-fn result_rows(rec: &OutputRecord, rows: &mut Vec<ResultRow>) {
+/// aggregate (no node), or one row of NULLs for a record without values (an `end`). Shared by
+/// `rql sql -q` and the shell's `\sql`.
+pub(crate) fn result_rows(rec: &OutputRecord, rows: &mut Vec<ResultRow>) {
     let json = |v: &Value| serde_json::to_string(v).unwrap_or_default();
     match rec {
         OutputRecord::Cut(c) => {

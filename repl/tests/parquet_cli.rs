@@ -111,6 +111,8 @@ fn every_example_replays_the_same_from_parquet() {
         );
         for q in queries.lines().filter(|l| !l.trim().is_empty()) {
             assert_same(&[s(&trace)], &[s(&pq)], q, &[]);
+            // Streamed: a checking pass, then batches of steps (errors before any output).
+            assert_same(&[s(&trace)], &[s(&pq)], q, &["--stream"]);
             checked += 1;
         }
     }
@@ -214,6 +216,9 @@ fn random_traces_replay_the_same_from_parquet() {
             // The queries themselves are valid: a parse error on both sides proves nothing.
             let status = assert_same_status(&[s(&nd)], &[s(&pq)], q, &[]);
             assert_eq!(status, Some(0), "{q}");
+            // Streamed (a memory limit implies it); the directory test below streams rows
+            // DataFusion sorts.
+            assert_same(&[s(&nd)], &[s(&pq)], q, &["--memory-limit", "16MiB"]);
         }
         // Several statements at once: the pushed-down filters cover all of them.
         let both = format!("{}; {}", RANDOM_QUERIES[2], RANDOM_QUERIES[3]);

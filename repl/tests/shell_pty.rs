@@ -1,7 +1,8 @@
 //! `rql repl` on a terminal, driven through a pseudo-terminal: a statement over several lines
 //! (with the continuation prompt), Tab completing a key of the open trace, Ctrl-C cancelling a
-//! long query without ending the shell, errors with carets that do not end it either, history
-//! kept across two sessions, and `\watch` following a log server until Ctrl-C.
+//! long query (or `\sql` statement) without ending the shell, errors with carets that do not end
+//! it either, history kept across two sessions, and `\watch` following a log server until
+//! Ctrl-C.
 
 mod cli_support;
 mod serve_support;
@@ -169,6 +170,31 @@ fn ctrl_c_cancels_a_long_query_and_the_shell_goes_on() {
         .expect("another query");
     p.exp_string(r#""values":{"n":20}"#)
         .expect("the shell still works");
+    quit(p);
+}
+
+#[test]
+fn ctrl_c_stops_a_long_sql_statement_and_the_shell_goes_on() {
+    let dir = temp_dir("shell-pty", "sql-cancel");
+    let inv = trace(&dir, "invariant", 3, 100);
+    let inv = inv.to_str().expect("utf-8 path");
+    let mut p = shell(&["--no-history", "--format", "json", "--trace", inv]);
+    // `\sql` spans lines up to its `;`; this one would run for minutes.
+    p.send_line("\\sql SELECT sum(value) AS s").expect("line 1");
+    p.exp_string("...> ").expect("continuation");
+    p.send_line("FROM generate_series(1, 100000000000);")
+        .expect("line 2");
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = Instant::now();
+    p.send_control('c').expect("Ctrl-C");
+    p.exp_string("cancelled: the SQL statement was stopped")
+        .expect("cancelled");
+    let took = sent.elapsed();
+    assert!(took < Duration::from_secs(5), "cancelling took {took:?}");
+    p.exp_string("rql> ").expect("back at the prompt");
+    p.send_line("\\sql SELECT count(DISTINCT node) AS n FROM trace;")
+        .expect("another statement");
+    p.exp_string(r#"{"n":3}"#).expect("the shell still works");
     quit(p);
 }
 

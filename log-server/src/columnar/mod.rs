@@ -39,6 +39,13 @@ impl Op {
             Op::Unset(v) | Op::Set(v, _) | Op::Remove(v, _) | Op::Add(v, _) => *v,
         }
     }
+
+    /// Renumbers the variable through `map` (old number -> new), when parts read separately
+    /// are joined.
+    pub(crate) fn renumber(&mut self, map: &[VarIdx]) {
+        let (Op::Unset(v) | Op::Set(v, _) | Op::Remove(v, _) | Op::Add(v, _)) = self;
+        *v = map[*v as usize];
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,8 +116,13 @@ impl NodeTable {
         self.last = None;
     }
 
-    fn into_names(self) -> Vec<String> {
+    pub(crate) fn into_names(self) -> Vec<String> {
         self.names
+    }
+
+    /// Interns every id of `other`: the new number of each of `other`'s.
+    pub(crate) fn intern_all(&mut self, other: &NodeTable) -> Vec<NodeIdx> {
+        other.names.iter().map(|n| self.intern(n)).collect()
     }
 }
 
@@ -138,6 +150,11 @@ impl VarTable {
     }
 
     /// The index of `name` as written in a trace, interning it if it is a valid name.
+    /// Interns every name of `other`: the new number of each of `other`'s.
+    pub(crate) fn intern_all(&mut self, other: &VarTable) -> Vec<VarIdx> {
+        other.names.iter().map(|v| self.intern(v)).collect()
+    }
+
     pub(crate) fn intern_str(&mut self, name: &str) -> Option<VarIdx> {
         match self.index.get(name) {
             Some(&i) => Some(i),
@@ -224,6 +241,21 @@ pub struct Steps {
 }
 
 impl Steps {
+    /// Appends a record whose operations were just pushed, at `hlc` (not before the last
+    /// record's), to its HLC group.
+    pub fn push_record(&mut self, record: CRecord, hlc: Hlc) {
+        let index = self.records.len() as u32;
+        self.records.push(record);
+        match self.groups.last_mut() {
+            Some(g) if g.hlc == hlc => g.end = index + 1,
+            _ => self.groups.push(HlcGroup {
+                hlc,
+                start: index,
+                end: index + 1,
+            }),
+        }
+    }
+
     pub fn clear(&mut self) {
         self.groups.clear();
         self.records.clear();
@@ -284,22 +316,14 @@ impl<'n> StepBuilder<'n> {
                 i
             }
         };
-        let index = steps.records.len() as u32;
-        steps.records.push(CRecord {
+        let record = CRecord {
             node,
             first_op,
             end_op: steps.ops.len() as u32,
             leave: rec.leave,
             heartbeat: rec.is_heartbeat(),
-        });
-        match steps.groups.last_mut() {
-            Some(g) if g.hlc == rec.hlc => g.end = index + 1,
-            _ => steps.groups.push(HlcGroup {
-                hlc: rec.hlc,
-                start: index,
-                end: index + 1,
-            }),
-        }
+        };
+        steps.push_record(record, rec.hlc);
         Some(())
     }
 }

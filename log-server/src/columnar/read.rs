@@ -248,18 +248,8 @@ impl ChunkCollect for Gathered {
             ));
             return;
         }
-        let node_map: Vec<NodeIdx> = chunk
-            .nodes
-            .names
-            .iter()
-            .map(|n| self.nodes.intern(n))
-            .collect();
-        let var_map: Vec<VarIdx> = chunk
-            .vars
-            .names
-            .iter()
-            .map(|v| self.vars.intern(v))
-            .collect();
+        let node_map = self.nodes.intern_all(&chunk.nodes);
+        let var_map = self.vars.intern_all(&chunk.vars);
         if let (Some(last), Some(first)) = (self.hlcs.last(), chunk.hlcs.first()) {
             self.sorted &= last <= first;
         }
@@ -267,10 +257,7 @@ impl ChunkCollect for Gathered {
         self.set_changes |= chunk.set_changes;
         let base = self.ops.len() as u32;
         self.ops.extend(chunk.ops.into_iter().map(|mut op| {
-            let v = match &mut op {
-                Op::Unset(v) | Op::Set(v, _) | Op::Remove(v, _) | Op::Add(v, _) => v,
-            };
-            *v = var_map[*v as usize];
+            op.renumber(&var_map);
             op
         }));
         self.recs.extend(chunk.recs.into_iter().map(|r| CRecord {
@@ -432,7 +419,9 @@ pub(crate) fn assemble(
 /// every variable that is ever an `add`/`remove` target while it holds a non-set value. Same
 /// results as `NonSetKinds` over records (see `state.rs`), on the dense form.
 pub(crate) struct SetKinds {
-    tracked: Vec<bool>,
+    /// Variables ever an `add`/`remove` target (the only ones whose kind matters); `None`:
+    /// every variable (a streaming reader does not know the targets in advance).
+    tracked: Option<Vec<bool>>,
     kinds: Vec<FxHashMap<VarIdx, &'static str>>,
     journal: Vec<(VarIdx, Option<&'static str>)>,
 }
@@ -449,10 +438,20 @@ impl SetKinds {
             }
         }
         any.then(|| SetKinds {
-            tracked,
+            tracked: Some(tracked),
             kinds: vec![FxHashMap::default(); nodes],
             journal: Vec::new(),
         })
+    }
+
+    /// Tracks every variable of every node, for records arriving one at a time (node numbers
+    /// may grow as they come).
+    pub(crate) fn all() -> SetKinds {
+        SetKinds {
+            tracked: None,
+            kinds: Vec::new(),
+            journal: Vec::new(),
+        }
     }
 
     /// Applies the next record (in HLC order); on error nothing changes.
@@ -462,6 +461,10 @@ impl SetKinds {
         ops: &[Op],
         vars: &VarTable,
     ) -> Result<(), ApplyError> {
+        if rec.node as usize >= self.kinds.len() {
+            self.kinds
+                .resize_with(rec.node as usize + 1, FxHashMap::default);
+        }
         let node_kinds = &mut self.kinds[rec.node as usize];
         self.journal.clear();
         for op in &ops[rec.first_op as usize..rec.end_op as usize] {
@@ -492,7 +495,7 @@ impl SetKinds {
                     (*v, None)
                 }
             };
-            if !self.tracked[v as usize] {
+            if self.tracked.as_ref().is_some_and(|t| !t[v as usize]) {
                 continue;
             }
             let before = match kind {

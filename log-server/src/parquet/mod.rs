@@ -28,10 +28,10 @@ mod sql;
 mod write;
 
 pub use read::{
-    parquet_files, read_parquet_columnar, read_parquet_records, trace_summary, ParquetOptions,
-    ParquetTrace, PushDown, TraceSummary,
+    parquet_files, read_parquet_columnar, read_parquet_records, scan_parquet, stream_parquet,
+    trace_summary, ParquetOptions, ParquetScan, ParquetTrace, PushDown, TraceSummary, BATCH_GROUPS,
 };
-pub use sql::{run_sql, ResultRow, SqlFormat, SqlTrace};
+pub use sql::{run_sql, ResultRow, SqlFormat, SqlRun, SqlTrace};
 pub use write::{write_parquet, ParquetWriter};
 
 use std::sync::Arc;

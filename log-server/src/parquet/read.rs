@@ -16,14 +16,18 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::functions_aggregate::expr_fn::max;
 use datafusion::logical_expr::{cast, col, lit, Expr};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use futures_util::StreamExt;
+use rustc_hash::FxHashMap;
 
 use super::{META_KEYS, META_MAX_HLC, META_RECORDS};
 use crate::columnar::VarTable;
-use crate::columnar::{assemble, CRecord, Columnar, NodeIdx, NodeTable, Op, SetKinds, VarIdx};
+use crate::columnar::{
+    assemble, CRecord, Columnar, Names, NodeIdx, NodeTable, Op, SetKinds, Steps, VarIdx,
+};
 use crate::hlc::Hlc;
 use crate::ndjson::parse_value;
 use crate::record::{Record, VarName, MAX_NODE_ID_BYTES};
@@ -166,9 +170,17 @@ pub(crate) fn session(
         false,
     );
     if let Some(n) = partitions {
-        config = config.with_target_partitions(n);
+        // Partitions are then contiguous ranges of the input in order (a file split by row
+        // groups), which the readers rely on; round robin would deal batches out of order.
+        config = config
+            .with_target_partitions(n)
+            .set_bool("datafusion.optimizer.enable_round_robin_repartition", false);
     }
-    if let Some(limit) = opts.memory_limit {
+    // DataFusion accounts for the sort's buffers, not for decoded row groups, the merge's
+    // read-back batches or the engine: half the limit is its pool, the other half room for
+    // those (measured: peak RSS stays within the limit plus a fixed ~256 MB, README).
+    let pool = opts.memory_limit.map(|limit| limit / 2);
+    if let Some(limit) = pool {
         // Each sorting partition reserves this up front for merging its spill files (10 MiB
         // by default); under a small limit that reservation alone would exhaust the pool.
         let per_partition = limit / (4 * config.target_partitions().max(1));
@@ -182,7 +194,7 @@ pub(crate) fn session(
             .set_bool("datafusion.optimizer.repartition_sorts", false);
     }
     let mut rt = RuntimeEnvBuilder::new();
-    if let Some(limit) = opts.memory_limit {
+    if let Some(limit) = pool {
         // Spilling operators (the sort) share the pool fairly and spill instead of failing.
         rt = rt.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
     }
@@ -292,16 +304,26 @@ fn sort_order() -> Vec<datafusion::logical_expr::SortExpr> {
 }
 
 /// Runs `df` and feeds every batch to `walker`.
-async fn walk(df: DataFrame, walker: &mut Walker<'_, impl Sink>) -> Result<(), Walk> {
-    let mut stream = df
+async fn walk(df: DataFrame, walker: &mut Walker<impl Sink>) -> Result<(), Walk> {
+    let stream = df
         .execute_stream()
         .await
         .map_err(|e| Walk::Error(datafusion_error(&e)))?;
+    walk_stream(stream, walker).await
+}
+
+async fn walk_stream(
+    mut stream: SendableRecordBatchStream,
+    walker: &mut Walker<impl Sink>,
+) -> Result<(), Walk> {
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| Walk::Error(datafusion_error(&e)))?;
         walker.batch(&batch)?;
+        if !walker.sink.wants_more() {
+            break;
+        }
     }
-    walker.end_record().map_err(Walk::Error)
+    walker.finish().map_err(Walk::Error)
 }
 
 fn datafusion_error(e: &datafusion::error::DataFusionError) -> String {
@@ -316,9 +338,47 @@ fn datafusion_error(e: &datafusion::error::DataFusionError) -> String {
     }
 }
 
-/// Reads the rows of `files` in (hlc, file, rec, idx) order into `sink`: first without a sort
+fn display_names(files: &[PathBuf]) -> Arc<[String]> {
+    files.iter().map(|f| f.display().to_string()).collect()
+}
+
+/// Walks the rows of `files` into `sink` in (hlc, file, rec, idx) order: with `sort`, through
+/// DataFusion's sort; without, in file order, stopping with [`Walk::Unsorted`] at the first
+/// row out of order.
+async fn read_rows<S: Sink>(
+    files: &[PathBuf],
+    push: &PushDown,
+    opts: &ParquetOptions,
+    with_pt: bool,
+    sink: S,
+    sort: bool,
+) -> Result<S, Walk> {
+    // Without a sort, one partition keeps the file's row order. With one under a memory
+    // limit, one partition too: the sort spills its runs and merges them itself; with
+    // several, the final cross-partition merge cannot spill and fails once the sorters hold
+    // the pool.
+    let partitions = if sort {
+        opts.memory_limit.map(|_| 1)
+    } else {
+        Some(1)
+    };
+    let ctx = session(opts, partitions).map_err(Walk::Error)?;
+    let mut df = frame(&ctx, files, push, with_pt)
+        .await
+        .map_err(Walk::Error)?;
+    if sort {
+        df = df
+            .sort(sort_order())
+            .map_err(|e| Walk::Error(e.to_string()))?;
+    }
+    let mut walker = Walker::new(display_names(files), sink, !sort);
+    walk(df, &mut walker).await?;
+    Ok(walker.sink)
+}
+
+/// Reads the rows of `files` in (hlc, file, rec, idx) order into a sink: first without a sort
 /// (one file written sorted, the usual case, streams straight through), and if that finds a
-/// row out of order, again with DataFusion's sort.
+/// row out of order, again with DataFusion's sort. Also says whether the sort was needed.
 fn read_into<S: Sink>(
     files: &[PathBuf],
     push: &PushDown,
@@ -327,33 +387,80 @@ fn read_into<S: Sink>(
     make: impl Fn() -> S,
 ) -> Result<(S, bool), String> {
     let rt = runtime()?;
-    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    rt.block_on(async {
-        if files.len() == 1 {
-            // One partition keeps the file's row order.
-            let ctx = session(opts, Some(1))?;
-            let df = frame(&ctx, files, push, with_pt).await?;
-            let mut walker = Walker::new(&names, make(), true);
-            match walk(df, &mut walker).await {
-                Ok(()) => return Ok((walker.sink, false)),
-                Err(Walk::Error(e)) => return Err(e),
-                Err(Walk::Unsorted) => {}
+    rt.block_on(read_into_async(files, push, opts, with_pt, make))
+}
+
+async fn read_into_async<S: Sink>(
+    files: &[PathBuf],
+    push: &PushDown,
+    opts: &ParquetOptions,
+    with_pt: bool,
+    make: impl Fn() -> S,
+) -> Result<(S, bool), String> {
+    if files.len() == 1 {
+        match read_rows(files, push, opts, with_pt, make(), false).await {
+            Ok(sink) => return Ok((sink, false)),
+            Err(Walk::Error(e)) => return Err(e),
+            Err(Walk::Unsorted) => {}
+        }
+    }
+    match read_rows(files, push, opts, with_pt, make(), true).await {
+        Ok(sink) => Ok((sink, true)),
+        Err(Walk::Error(e)) => Err(e),
+        Err(Walk::Unsorted) => Err("the sorted rows came out of order".to_string()),
+    }
+}
+
+/// The sort-free read of one file into [`Columnar`] rows, its row groups decoded and walked
+/// on every core: one DataFusion partition per thread (each a contiguous range of row groups,
+/// in order), the parts joined end to end. `None` unless that gave exactly what the one-walker
+/// read gives (a row out of order, a bad row, a record the join cannot take): the caller then
+/// reads again the sequential way, which finds the same rows or the same first error.
+async fn read_file_parallel(
+    files: &[PathBuf],
+    push: &PushDown,
+    opts: &ParquetOptions,
+) -> Result<Option<ColumnarSink>, String> {
+    let threads = crate::chunked::parse_threads();
+    if files.len() != 1 || threads < 2 {
+        return Ok(None);
+    }
+    let ctx = session(opts, Some(threads))?;
+    let df = frame(&ctx, files, push, false).await?;
+    let streams = df
+        .execute_stream_partitioned()
+        .await
+        .map_err(|e| datafusion_error(&e))?;
+    if streams.len() < 2 {
+        return Ok(None);
+    }
+    let names = display_names(files);
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|stream| {
+            let names = names.clone();
+            tokio::spawn(async move {
+                let mut walker = Walker::new(names, ColumnarSink::default(), true);
+                walk_stream(stream, &mut walker).await.ok().map(|()| walker)
+            })
+        })
+        .collect();
+    let mut joined: Option<Walker<ColumnarSink>> = None;
+    for task in tasks {
+        let Ok(Some(part)) = task.await else {
+            return Ok(None);
+        };
+        joined = match joined {
+            None => Some(part),
+            Some(mut before) => {
+                if !before.join(part)? {
+                    return Ok(None);
+                }
+                Some(before)
             }
-        }
-        // Under a memory limit, one partition: the sort spills its runs and merges them
-        // itself; with several, the final cross-partition merge cannot spill and fails once
-        // the sorters hold the pool.
-        let partitions = opts.memory_limit.map(|_| 1);
-        let ctx = session(opts, partitions)?;
-        let df = frame(&ctx, files, push, with_pt).await?;
-        let df = df.sort(sort_order()).map_err(|e| e.to_string())?;
-        let mut walker = Walker::new(&names, make(), false);
-        match walk(df, &mut walker).await {
-            Ok(()) => Ok((walker.sink, true)),
-            Err(Walk::Error(e)) => Err(e),
-            Err(Walk::Unsorted) => Err("the sorted rows came out of order".to_string()),
-        }
-    })
+        };
+    }
+    Ok(joined.map(|w| w.sink))
 }
 
 /// The names and NOW of a whole trace (before any filter): from the footers [`ParquetWriter`]
@@ -438,7 +545,13 @@ pub fn read_parquet_columnar(
     push: &PushDown,
     opts: &ParquetOptions,
 ) -> Result<ParquetTrace, String> {
-    let (sink, sorted_by_datafusion) = read_into(files, push, opts, false, ColumnarSink::default)?;
+    let rt = runtime()?;
+    let (sink, sorted_by_datafusion) = rt.block_on(async {
+        match read_file_parallel(files, push, opts).await? {
+            Some(sink) => Ok((sink, false)),
+            None => read_into_async(files, push, opts, false, ColumnarSink::default).await,
+        }
+    })?;
     let sources: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     let records = sink.recs.len();
     let cols = sink.finish(&sources)?;
@@ -469,6 +582,248 @@ pub fn read_parquet_records(
     Ok(sink.records)
 }
 
+/// What the first pass of a streaming replay learned: the names the engine's dense state
+/// needs up front, how many records there are, and whether the rows needed a sort.
+#[derive(Clone, Debug, Default)]
+pub struct ParquetScan {
+    pub names: Names,
+    /// Records kept (heartbeats included).
+    pub records: u64,
+    pub sorted_by_datafusion: bool,
+}
+
+/// The first pass of a streaming replay: reads the rows `push` keeps in HLC order (DataFusion's
+/// sort, spilling under `opts.memory_limit`, unless one file is already sorted) and checks
+/// every record as [`read_parquet_columnar`] does, keeping only the names: memory for the
+/// names and the per-node kinds of variables, not for the trace.
+pub fn scan_parquet(
+    files: &[PathBuf],
+    push: &PushDown,
+    opts: &ParquetOptions,
+) -> Result<ParquetScan, String> {
+    let sources = display_names(files);
+    let (sink, sorted_by_datafusion) = read_into(files, push, opts, false, || {
+        ScanSink::new(Arc::clone(&sources))
+    })?;
+    let mut nodes = sink.nodes.into_names();
+    nodes.sort_unstable();
+    Ok(ParquetScan {
+        names: Names {
+            nodes,
+            vars: sink.vars,
+        },
+        records: sink.records,
+        sorted_by_datafusion,
+    })
+}
+
+/// The second pass: the same rows again, in the same order, handed to `feed` as [`Steps`]
+/// numbered by `scan.names`, [`BATCH_GROUPS`] HLC groups at a time (a group never split).
+/// `feed` returns whether it wants more. Memory: one batch, plus DataFusion's sort buffers
+/// (bounded by `opts.memory_limit`).
+pub fn stream_parquet(
+    files: &[PathBuf],
+    push: &PushDown,
+    opts: &ParquetOptions,
+    scan: &ParquetScan,
+    feed: &mut dyn FnMut(&Steps) -> Result<bool, String>,
+) -> Result<(), String> {
+    let rt = runtime()?;
+    let sink = StepsSink::new(&scan.names, feed);
+    let sort = scan.sorted_by_datafusion;
+    let sink = match rt.block_on(read_rows(files, push, opts, false, sink, sort)) {
+        Ok(sink) => sink,
+        Err(Walk::Error(e)) => return Err(e),
+        Err(Walk::Unsorted) => return Err(changed()),
+    };
+    if sink.more && !sink.steps.groups.is_empty() {
+        (sink.feed)(&sink.steps)?;
+    }
+    Ok(())
+}
+
+/// HLC groups a streaming replay hands over at a time: large enough to amortize the batch,
+/// small enough that it is nothing next to the sort's memory.
+pub const BATCH_GROUPS: usize = 4096;
+
+fn changed() -> String {
+    "the trace changed while it was being replayed (a row the first pass did not see)\nhint: \
+     replay a copy that nothing writes to"
+        .to_string()
+}
+
+/// The first pass's sink: names interned, each record checked (the kinds behind `add` and
+/// `remove` errors) and dropped.
+struct ScanSink {
+    sources: Arc<[String]>,
+    nodes: NodeTable,
+    vars: VarTable,
+    kinds: SetKinds,
+    /// The current record's operations.
+    ops: Vec<Op>,
+    node: NodeIdx,
+    origin: (u32, u64),
+    records: u64,
+}
+
+impl ScanSink {
+    fn new(sources: Arc<[String]>) -> ScanSink {
+        ScanSink {
+            sources,
+            nodes: NodeTable::default(),
+            vars: VarTable::default(),
+            kinds: SetKinds::all(),
+            ops: Vec::new(),
+            node: 0,
+            origin: (0, 0),
+            records: 0,
+        }
+    }
+}
+
+impl Sink for ScanSink {
+    fn start(
+        &mut self,
+        node: &str,
+        _hlc: Hlc,
+        _pt: Option<u64>,
+        origin: (u32, u64),
+    ) -> Result<(), String> {
+        self.node = self.nodes.intern(node);
+        self.origin = origin;
+        self.ops.clear();
+        Ok(())
+    }
+
+    fn change(&mut self, change: Change<'_>) -> Result<(), String> {
+        let var = |vars: &mut VarTable, k: &str| vars.intern_str(k).ok_or_else(|| bad_key(k));
+        self.ops.push(match change {
+            Change::Unset(k) | Change::Set(k, None) => Op::Unset(var(&mut self.vars, k)?),
+            Change::Set(k, Some(v)) => Op::Set(var(&mut self.vars, k)?, v),
+            Change::Remove(k, s) => Op::Remove(var(&mut self.vars, k)?, s),
+            Change::Add(k, s) => Op::Add(var(&mut self.vars, k)?, s),
+        });
+        Ok(())
+    }
+
+    fn end(&mut self, leave: bool) -> Result<(), String> {
+        let end_op = self.ops.len() as u32;
+        let rec = CRecord {
+            node: self.node,
+            first_op: 0,
+            end_op,
+            leave,
+            heartbeat: end_op == 0 && !leave,
+        };
+        if let Err(e) = self.kinds.apply(&rec, &self.ops, &self.vars) {
+            let (file, rec) = self.origin;
+            let name = self.sources.get(file as usize).map_or("?", String::as_str);
+            return Err(format!(
+                "{name}: record {rec}: {e}\nhint: fix the row, or rewrite the file with `rql \
+                 convert`"
+            ));
+        }
+        self.records += 1;
+        Ok(())
+    }
+}
+
+/// The second pass's sink: records as [`Steps`] against the first pass's names, handed to
+/// `feed` a batch at a time.
+struct StepsSink<'n, 'f> {
+    names: &'n Names,
+    node_index: FxHashMap<&'n str, NodeIdx>,
+    feed: &'f mut dyn FnMut(&Steps) -> Result<bool, String>,
+    more: bool,
+    steps: Steps,
+    node: NodeIdx,
+    hlc: Hlc,
+    first_op: u32,
+}
+
+impl<'n, 'f> StepsSink<'n, 'f> {
+    fn new(
+        names: &'n Names,
+        feed: &'f mut dyn FnMut(&Steps) -> Result<bool, String>,
+    ) -> StepsSink<'n, 'f> {
+        let node_index = names
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i as NodeIdx))
+            .collect();
+        StepsSink {
+            names,
+            node_index,
+            feed,
+            more: true,
+            steps: Steps::default(),
+            node: 0,
+            hlc: Hlc::default(),
+            first_op: 0,
+        }
+    }
+
+    fn var(&self, key: &str) -> Result<VarIdx, String> {
+        self.names.vars.get(key).ok_or_else(changed)
+    }
+}
+
+impl Sink for StepsSink<'_, '_> {
+    fn start(
+        &mut self,
+        node: &str,
+        hlc: Hlc,
+        _pt: Option<u64>,
+        _origin: (u32, u64),
+    ) -> Result<(), String> {
+        let new_group = self.steps.groups.last().is_none_or(|g| g.hlc != hlc);
+        if new_group && self.steps.groups.len() >= BATCH_GROUPS && self.more {
+            self.more = (self.feed)(&self.steps)?;
+            self.steps.clear();
+        }
+        if self
+            .names
+            .nodes
+            .get(self.node as usize)
+            .is_none_or(|n| n != node)
+        {
+            self.node = *self.node_index.get(node).ok_or_else(changed)?;
+        }
+        self.hlc = hlc;
+        self.first_op = self.steps.ops.len() as u32;
+        Ok(())
+    }
+
+    fn change(&mut self, change: Change<'_>) -> Result<(), String> {
+        let op = match change {
+            Change::Unset(k) | Change::Set(k, None) => Op::Unset(self.var(k)?),
+            Change::Set(k, Some(v)) => Op::Set(self.var(k)?, v),
+            Change::Remove(k, s) => Op::Remove(self.var(k)?, s),
+            Change::Add(k, s) => Op::Add(self.var(k)?, s),
+        };
+        self.steps.ops.push(op);
+        Ok(())
+    }
+
+    fn end(&mut self, leave: bool) -> Result<(), String> {
+        let end_op = self.steps.ops.len() as u32;
+        let record = CRecord {
+            node: self.node,
+            first_op: self.first_op,
+            end_op,
+            leave,
+            heartbeat: end_op == self.first_op && !leave,
+        };
+        self.steps.push_record(record, self.hlc);
+        Ok(())
+    }
+
+    fn wants_more(&self) -> bool {
+        self.more
+    }
+}
+
 /// How a walk stops early.
 enum Walk {
     Error(String),
@@ -495,6 +850,10 @@ trait Sink {
     ) -> Result<(), String>;
     fn change(&mut self, change: Change<'_>) -> Result<(), String>;
     fn end(&mut self, leave: bool) -> Result<(), String>;
+    /// False once the sink needs no more rows (checked between batches).
+    fn wants_more(&self) -> bool {
+        true
+    }
 }
 
 /// The record being read.
@@ -511,12 +870,16 @@ struct Current {
 }
 
 /// Turns batches of rows into records for a [`Sink`].
-struct Walker<'f, S> {
-    files: &'f [String],
+struct Walker<S> {
+    files: Arc<[String]>,
     sink: S,
     /// Stop at the first row out of order (the sort-free attempt) instead of trusting the sort.
     check_order: bool,
     cur: Option<Current>,
+    /// The first row's (hlc, file, rec, idx) and rank, and the last record once the walk is
+    /// over: where a walk of the rows before or after joins this one.
+    first: Option<((u64, u32, u64, u32), usize)>,
+    last: Option<Current>,
 }
 
 /// Typed views of a batch's columns.
@@ -534,6 +897,8 @@ struct Columns<'b> {
     v_json: &'b StringArray,
     pt: Option<&'b UInt64Array>,
     file: &'b UInt32Array,
+    /// Whether a column every row needs has a null in this batch (else no row is checked).
+    required_nulls: bool,
 }
 
 fn column<'b, T: 'static>(batch: &'b RecordBatch, name: &str) -> Result<&'b T, String> {
@@ -545,12 +910,32 @@ fn column<'b, T: 'static>(batch: &'b RecordBatch, name: &str) -> Result<&'b T, S
 
 impl<'b> Columns<'b> {
     fn of(batch: &'b RecordBatch) -> Result<Columns<'b>, String> {
+        let (rec, idx, node, hlc, op): (
+            &UInt64Array,
+            &UInt32Array,
+            &StringArray,
+            &UInt64Array,
+            &StringArray,
+        ) = (
+            column(batch, "rec")?,
+            column(batch, "idx")?,
+            column(batch, "node")?,
+            column(batch, "hlc")?,
+            column(batch, "op")?,
+        );
+        let required_nulls = rec.null_count()
+            + idx.null_count()
+            + node.null_count()
+            + hlc.null_count()
+            + op.null_count()
+            > 0;
         Ok(Columns {
-            rec: column(batch, "rec")?,
-            idx: column(batch, "idx")?,
-            node: column(batch, "node")?,
-            hlc: column(batch, "hlc")?,
-            op: column(batch, "op")?,
+            rec,
+            idx,
+            node,
+            hlc,
+            op,
+            required_nulls,
             key: column(batch, "key")?,
             v_int: column(batch, "v_int")?,
             v_float: column(batch, "v_float")?,
@@ -564,22 +949,74 @@ impl<'b> Columns<'b> {
 }
 
 fn rank_of(op: &str) -> Option<usize> {
-    super::OPS.iter().position(|o| *o == op)
+    // A match (lengths first) rather than a search of `OPS`: this runs for every row.
+    let rank = match op {
+        "set" => 1,
+        "unset" => 0,
+        "add" => 3,
+        "remove" => 2,
+        "leave" => 4,
+        "heartbeat" => 5,
+        _ => return None,
+    };
+    debug_assert_eq!(super::OPS[rank], op);
+    Some(rank)
 }
 
-impl<'f, S: Sink> Walker<'f, S> {
-    fn new(files: &'f [String], sink: S, check_order: bool) -> Walker<'f, S> {
+/// Whether a row of rank `next` may follow, in one record, a row of rank `before` (and a
+/// `leave` row if `left`): apply order, nothing after `leave`, a heartbeat alone.
+fn rows_follow(before: usize, left: bool, next: usize) -> bool {
+    const HEARTBEAT: usize = 5;
+    next >= before && !left && next != HEARTBEAT && before != HEARTBEAT
+}
+
+impl Walker<ColumnarSink> {
+    /// Appends `next`, the walk of the rows right after this walk's. False if its first row
+    /// does not follow this walk's last in order, or continues its last record in a way one
+    /// walker would not take (the sequential read then says why).
+    fn join(&mut self, next: Walker<ColumnarSink>) -> Result<bool, String> {
+        let (Some(last), Some((first, rank))) = (&self.last, next.first) else {
+            if self.last.is_none() {
+                *self = next;
+            }
+            return Ok(true);
+        };
+        if first <= (last.hlc, last.file, last.rec, last.idx) {
+            return Ok(false);
+        }
+        let continues = (first.1, first.2) == (last.file, last.rec);
+        if continues {
+            let node = next.sink.recs.first().map(|r| next.sink.nodes.name(r.node));
+            if first.0 != last.hlc
+                || node != Some(last.node.as_str())
+                || !rows_follow(last.rank, last.leave, rank)
+            {
+                return Ok(false);
+            }
+        }
+        self.last = next.last;
+        self.sink.append(next.sink, continues)?;
+        Ok(true)
+    }
+}
+
+impl<S: Sink> Walker<S> {
+    fn new(files: Arc<[String]>, sink: S, check_order: bool) -> Walker<S> {
         Walker {
             files,
             sink,
             check_order,
             cur: None,
+            first: None,
+            last: None,
         }
     }
 
-    fn end_record(&mut self) -> Result<(), String> {
+    /// Ends the last record, keeping it as [`Walker::last`].
+    fn finish(&mut self) -> Result<(), String> {
         if let Some(cur) = self.cur.take() {
             self.sink.end(cur.leave)?;
+            self.last = Some(cur);
         }
         Ok(())
     }
@@ -594,20 +1031,27 @@ impl<'f, S: Sink> Walker<'f, S> {
 
     fn row(&mut self, c: &Columns<'_>, i: usize) -> Result<(), Walk> {
         let file = c.file.value(i);
-        let files = self.files;
+        let files = &self.files;
         let bad = |what: String| {
             Walk::Error(format!(
                 "{}: {what}\nhint: fix the row, or rewrite the file with `rql convert`",
                 files.get(file as usize).map_or("?", String::as_str)
             ))
         };
-        for (name, nulls) in [
-            ("rec", c.rec.is_null(i)),
-            ("idx", c.idx.is_null(i)),
-            ("node", c.node.is_null(i)),
-            ("hlc", c.hlc.is_null(i)),
-            ("op", c.op.is_null(i)),
-        ] {
+        for (name, nulls) in c
+            .required_nulls
+            .then(|| {
+                [
+                    ("rec", c.rec.is_null(i)),
+                    ("idx", c.idx.is_null(i)),
+                    ("node", c.node.is_null(i)),
+                    ("hlc", c.hlc.is_null(i)),
+                    ("op", c.op.is_null(i)),
+                ]
+            })
+            .into_iter()
+            .flatten()
+        {
             if nulls {
                 return Err(bad(format!(
                     "a row has a null (or negative) `{name}`; every row needs one"
@@ -641,6 +1085,9 @@ impl<'f, S: Sink> Walker<'f, S> {
                 "unknown op {op:?} (expected one of set, unset, add, remove, leave, heartbeat)"
             ))
         })?;
+        if self.first.is_none() {
+            self.first = Some(((hlc, file, rec, idx), rank));
+        }
         if same_record {
             let Some(cur) = self.cur.as_mut() else {
                 return Err(at("internal: lost the current record".to_string()));
@@ -651,7 +1098,7 @@ impl<'f, S: Sink> Walker<'f, S> {
                     cur.node, cur.hlc
                 )));
             }
-            if rank < cur.rank || cur.leave || rank == 5 || cur.rank == 5 {
+            if !rows_follow(cur.rank, cur.leave, rank) {
                 return Err(at(format!(
                     "row {op:?} (idx {idx}) is out of place: within a record rows go unset, set, \
                      remove, add, then leave; a heartbeat is a record's only row"
@@ -669,7 +1116,9 @@ impl<'f, S: Sink> Walker<'f, S> {
                 .unwrap_or_default();
             node_buf.clear();
             node_buf.push_str(node);
-            self.end_record().map_err(Walk::Error)?;
+            if let Some(cur) = self.cur.take() {
+                self.sink.end(cur.leave).map_err(Walk::Error)?;
+            }
             if node.is_empty() || node.len() > MAX_NODE_ID_BYTES {
                 return Err(at(format!(
                     "node id must be 1 to {MAX_NODE_ID_BYTES} bytes"
@@ -800,6 +1249,14 @@ impl<'f, S: Sink> Walker<'f, S> {
     }
 }
 
+fn too_many_records() -> String {
+    format!(
+        "the trace has more than {} records or changes, too many to replay in memory\nhint: \
+         replay it with --memory-limit (or --stream), which reads it a batch at a time",
+        u32::MAX - 1
+    )
+}
+
 fn bad_key(key: &str) -> String {
     format!("bad variable name {key:?} (expected log.key with identifiers [A-Za-z_][A-Za-z0-9_]*)")
 }
@@ -819,6 +1276,41 @@ struct ColumnarSink {
 }
 
 impl ColumnarSink {
+    /// Appends the records of `next` (read from the rows after this sink's); with `continues`
+    /// its first record is the rest of this sink's last.
+    fn append(&mut self, next: ColumnarSink, continues: bool) -> Result<(), String> {
+        if u32::try_from(self.ops.len() + next.ops.len()).is_err()
+            || u32::try_from(self.recs.len() + next.recs.len()).is_err()
+        {
+            return Err(too_many_records());
+        }
+        let node_map = self.nodes.intern_all(&next.nodes);
+        let var_map = self.vars.intern_all(&next.vars);
+        let base = self.ops.len() as u32;
+        self.ops.extend(next.ops.into_iter().map(|mut op| {
+            op.renumber(&var_map);
+            op
+        }));
+        let mut recs = next.recs.into_iter().map(|r| CRecord {
+            node: node_map[r.node as usize],
+            first_op: r.first_op + base,
+            end_op: r.end_op + base,
+            ..r
+        });
+        let skip = usize::from(continues);
+        if continues {
+            if let (Some(rest), Some(last)) = (recs.next(), self.recs.last_mut()) {
+                last.end_op = rest.end_op;
+                last.leave = rest.leave;
+                last.heartbeat = false;
+            }
+        }
+        self.recs.extend(recs);
+        self.hlcs.extend(next.hlcs.into_iter().skip(skip));
+        self.origins.extend(next.origins.into_iter().skip(skip));
+        Ok(())
+    }
+
     fn var(&mut self, key: &str) -> Result<VarIdx, String> {
         self.vars.intern_str(key).ok_or_else(|| bad_key(key))
     }
@@ -847,10 +1339,7 @@ impl Sink for ColumnarSink {
         origin: (u32, u64),
     ) -> Result<(), String> {
         if self.recs.len() >= u32::MAX as usize - 1 || self.ops.len() >= u32::MAX as usize - 1 {
-            return Err(format!(
-                "the trace has more than {} records or changes, too many to replay in memory",
-                u32::MAX - 1
-            ));
+            return Err(too_many_records());
         }
         self.node = self.nodes.intern(node);
         self.hlc = hlc;
@@ -946,3 +1435,6 @@ fn check_set_changes(cols: &Columnar) -> Result<(), (usize, String)> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

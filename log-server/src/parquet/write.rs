@@ -17,6 +17,7 @@ use datafusion::parquet::file::metadata::KeyValue;
 use datafusion::parquet::file::properties::WriterProperties;
 
 use super::{trace_schema, FORMAT_NAME};
+use crate::columnar::{CRecord, Names, Op, Steps};
 use crate::record::Record;
 use crate::value::{SetValue, Value};
 
@@ -26,6 +27,14 @@ const BATCH_ROWS: usize = 64 * 1024;
 /// Rows per row group: small enough that a reader under a memory limit holds little at once,
 /// large enough for good compression and statistics.
 const ROW_GROUP_ROWS: usize = 512 * 1024;
+
+/// What every row of one record repeats: its number, node, packed HLC and physical time.
+struct Head<'a> {
+    rec: u64,
+    node: &'a str,
+    hlc: u64,
+    pt: Option<u64>,
+}
 
 /// Column builders for one batch.
 struct Columns {
@@ -63,21 +72,21 @@ impl Columns {
         }
     }
 
-    /// One row; `value` fills the typed value columns (all null when `None`), `json` the JSON
-    /// column of an `add`/`remove` element list.
+    /// One row of the record `head`; `value` fills the typed value columns (all null when
+    /// `None`), `elements` the JSON column of an `add`/`remove` element list.
     fn row(
         &mut self,
-        (rec, idx): (u64, u32),
-        r: &Record,
+        head: &Head<'_>,
+        idx: u32,
         op: &str,
         key: Option<&str>,
         value: Option<&Value>,
         elements: Option<&SetValue>,
     ) {
-        self.rec.append_value(rec);
+        self.rec.append_value(head.rec);
         self.idx.append_value(idx);
-        self.node.append_value(&r.node);
-        self.hlc.append_value(r.hlc.packed());
+        self.node.append_value(head.node);
+        self.hlc.append_value(head.hlc);
         self.op.append_value(op);
         self.key.append_option(key);
         let (mut int, mut float, mut string, mut boolean, mut json) =
@@ -100,7 +109,7 @@ impl Columns {
         self.v_str.append_option(string);
         self.v_bool.append_option(boolean);
         self.v_json.append_option(json);
-        self.pt.append_option(r.pt);
+        self.pt.append_option(head.pt);
         self.rows += 1;
     }
 
@@ -205,38 +214,70 @@ impl<W: Write + Send> ParquetWriter<W> {
     }
 }
 
+/// The next `idx` of a record's rows: 0, 1, 2, ...
+fn counter() -> impl FnMut() -> u32 {
+    let mut idx = 0u32;
+    move || {
+        idx += 1;
+        idx - 1
+    }
+}
+
 /// Appends the rows of record number `rec`: unset, set, remove, add, then leave (or one
 /// heartbeat row for a record without changes).
 fn push_rows(c: &mut Columns, rec: u64, r: &Record) {
-    let mut idx = 0u32;
-    let mut next = || {
-        idx += 1;
-        idx - 1
+    let head = Head {
+        rec,
+        node: &r.node,
+        hlc: r.hlc.packed(),
+        pt: r.pt,
     };
+    let mut next = counter();
     for v in &r.unset {
-        c.row((rec, next()), r, "unset", Some(v.as_str()), None, None);
+        c.row(&head, next(), "unset", Some(v.as_str()), None, None);
     }
     for (v, value) in &r.set {
-        c.row(
-            (rec, next()),
-            r,
-            "set",
-            Some(v.as_str()),
-            value.as_ref(),
-            None,
-        );
+        c.row(&head, next(), "set", Some(v.as_str()), value.as_ref(), None);
     }
     for (v, s) in &r.remove {
-        c.row((rec, next()), r, "remove", Some(v.as_str()), None, Some(s));
+        c.row(&head, next(), "remove", Some(v.as_str()), None, Some(s));
     }
     for (v, s) in &r.add {
-        c.row((rec, next()), r, "add", Some(v.as_str()), None, Some(s));
+        c.row(&head, next(), "add", Some(v.as_str()), None, Some(s));
     }
-    if r.leave {
-        c.row((rec, next()), r, "leave", None, None, None);
-    } else if r.is_heartbeat() {
-        c.row((rec, next()), r, "heartbeat", None, None, None);
+    push_end(c, &head, &mut next, r.leave, r.is_heartbeat());
+}
+
+/// The `leave` row, or the one `heartbeat` row of a record without changes.
+fn push_end(
+    c: &mut Columns,
+    head: &Head<'_>,
+    next: &mut impl FnMut() -> u32,
+    leave: bool,
+    heartbeat: bool,
+) {
+    if leave {
+        c.row(head, next(), "leave", None, None, None);
+    } else if heartbeat {
+        c.row(head, next(), "heartbeat", None, None, None);
     }
+}
+
+/// Appends the rows of a columnar record (its `head`, its `ops` and flags `r`), as [`push_rows`]
+/// does for a [`Record`], except for what the columnar form does not keep: `pt` is null, and
+/// `"set": {"k": null}` is an `unset` row (the same change).
+fn push_columnar_rows(c: &mut Columns, names: &Names, head: &Head<'_>, r: &CRecord, ops: &[Op]) {
+    let mut next = counter();
+    for op in ops {
+        let key = Some(names.vars.name(op.var()).as_str());
+        match op {
+            Op::Unset(_) => c.row(head, next(), "unset", key, None, None),
+            Op::Set(_, value) => c.row(head, next(), "set", key, Some(value), None),
+            Op::Remove(_, s) => c.row(head, next(), "remove", key, None, Some(s)),
+            Op::Add(_, s) => c.row(head, next(), "add", key, None, Some(s)),
+        }
+    }
+    push_end(c, head, &mut next, r.leave, r.heartbeat);
 }
 
 /// `records` as Arrow batches of the trace schema (for SQL over an NDJSON trace).
@@ -249,7 +290,45 @@ pub(crate) fn record_batches(records: &[Record]) -> Result<Vec<RecordBatch>, Str
             out.push(columns.finish()?);
         }
     }
-    // An empty trace is still a table, with no rows.
+    last_batch(out, columns)
+}
+
+/// A trace in the engine's columnar form as Arrow batches of the trace schema (for SQL over
+/// the trace a shell holds in memory): the rows [`record_batches`] gives for the same records,
+/// with `rec` the record's position in HLC order, except that `pt` is null and a `set` to
+/// null is an `unset` row (see [`push_columnar_rows`]).
+pub(crate) fn columnar_batches(names: &Names, steps: &Steps) -> Result<Vec<RecordBatch>, String> {
+    let mut out = Vec::new();
+    let mut columns = Columns::new();
+    for g in &steps.groups {
+        for rec in g.start..g.end {
+            let broken = || format!("the in-memory trace is inconsistent at record {rec}");
+            let r = steps.records.get(rec as usize).ok_or_else(broken)?;
+            let ops = steps
+                .ops
+                .get(r.first_op as usize..r.end_op as usize)
+                .ok_or_else(broken)?;
+            let node = names.nodes.get(r.node as usize).ok_or_else(broken)?;
+            if ops.iter().any(|op| op.var() as usize >= names.vars.len()) {
+                return Err(broken());
+            }
+            let head = Head {
+                rec: u64::from(rec),
+                node,
+                hlc: g.hlc.packed(),
+                pt: None,
+            };
+            push_columnar_rows(&mut columns, names, &head, r, ops);
+            if columns.rows >= BATCH_ROWS {
+                out.push(columns.finish()?);
+            }
+        }
+    }
+    last_batch(out, columns)
+}
+
+/// `out` with the rows still in `columns`: an empty trace is still a table, with no rows.
+fn last_batch(mut out: Vec<RecordBatch>, mut columns: Columns) -> Result<Vec<RecordBatch>, String> {
     if columns.rows > 0 || out.is_empty() {
         out.push(columns.finish()?);
     }
@@ -266,4 +345,126 @@ pub fn write_parquet<'r, W: Write + Send>(
         w.push(r)?;
     }
     w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::util::display::array_value_to_string;
+
+    use super::*;
+    use crate::columnar::{read_columnar, Columnar};
+    use crate::ndjson::{read_trace, ReadOptions, TraceInput};
+
+    /// Every kind of change, a `set` to null, a leave, heartbeats, `pt` on some records, and
+    /// records out of HLC order (the trace is read sorted).
+    const TRACE: &str = r#"{"node":"n2","hlc":[5,0],"set":{"inv.a":1,"inv.f":2.5,"inv.s":"x","inv.b":true,"inv.m":[1,"a"],"inv.st":{"f":1,"g":[2]}},"pt":7}
+{"node":"n1","hlc":[5,0],"set":{"inv.a":null,"aux.x":3}}
+{"node":"n1","hlc":[6,1],"unset":["inv.a"],"set":{"inv.a":4},"remove":{"inv.m":[1]},"add":{"inv.m":["b"]},"leave":true}
+{"node":"n3","hlc":[6,1]}
+{"node":"n3","hlc":[2,0],"pt":3}
+{"node":"n\"q","hlc":[9,65535],"set":{"aux.y":-1.0e-300},"leave":true}
+"#;
+
+    /// The rows of `batches` as text (`NULL` for a null), with their batch sizes.
+    fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for b in batches {
+            assert_eq!(b.schema(), trace_schema());
+            for row in 0..b.num_rows() {
+                out.push(
+                    b.columns()
+                        .iter()
+                        .map(|c| {
+                            if c.is_null(row) {
+                                "NULL".to_string()
+                            } else {
+                                array_value_to_string(c, row).expect("a printable value")
+                            }
+                        })
+                        .collect(),
+                );
+            }
+        }
+        out
+    }
+
+    /// What the columnar form keeps of the record path's rows: no `pt`, and a `set` without a
+    /// value (a `set` to null) is an `unset`.
+    fn without_pt(mut rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
+        const OP: usize = 4;
+        const VALUES: std::ops::Range<usize> = 6..11;
+        const PT: usize = 11;
+        for r in &mut rows {
+            if r[OP] == "set" && r[VALUES].iter().all(|v| v == "NULL") {
+                r[OP] = "unset".to_string();
+            }
+            r[PT] = "NULL".to_string();
+        }
+        rows
+    }
+
+    /// The columnar rows of `text`, checked against the record path and the NDJSON reader.
+    fn check(text: &str) -> Vec<Vec<String>> {
+        let mut records: Vec<Record> =
+            read_trace(std::io::Cursor::new(text), &ReadOptions::default())
+                .expect("a valid trace")
+                .records
+                .into_iter()
+                .map(|(_, r)| r)
+                .collect();
+        records.sort_by_key(|r| r.hlc);
+        let expected = rows(&record_batches(&records).expect("record batches"));
+        let refs: Vec<&Record> = records.iter().collect();
+        let cols = Columnar::from_records(&refs);
+        let got = rows(&columnar_batches(&cols.names, &cols.steps).expect("columnar batches"));
+        assert_eq!(got, without_pt(expected.clone()));
+        // The shell's `\open` reads NDJSON straight into the columnar form: the same rows.
+        let input = TraceInput {
+            name: "trace".into(),
+            reader: Box::new(std::io::Cursor::new(text.as_bytes())),
+        };
+        let loaded = read_columnar(vec![input], &ReadOptions::default()).expect("read");
+        let read =
+            rows(&columnar_batches(&loaded.cols.names, &loaded.cols.steps).expect("batches"));
+        assert_eq!(read, got);
+        got
+    }
+
+    #[test]
+    fn columnar_batches_are_the_record_rows_without_pt() {
+        let got = check(TRACE);
+        assert_eq!(got.len(), 17);
+        // rec is the position in HLC order: the first row is n3's heartbeat at [2,0].
+        assert_eq!(
+            got[0],
+            [
+                "0",
+                "0",
+                "n3",
+                "131072",
+                "heartbeat",
+                "NULL",
+                "NULL",
+                "NULL",
+                "NULL",
+                "NULL",
+                "NULL",
+                "NULL"
+            ]
+        );
+        // More rows than one batch holds.
+        let mut big = String::new();
+        for i in 0..BATCH_ROWS + 10 {
+            big.push_str(&format!(
+                "{{\"node\":\"n{}\",\"hlc\":[{},0],\"set\":{{\"a.x\":{i}}},\"pt\":{i}}}\n",
+                i % 7,
+                i / 3 + 1
+            ));
+        }
+        assert_eq!(check(&big).len(), BATCH_ROWS + 10);
+        // An empty trace is a table without rows.
+        let empty = columnar_batches(&Names::default(), &Steps::default()).expect("empty");
+        assert_eq!(empty.len(), 1);
+        assert_eq!(empty[0].num_rows(), 0);
+    }
 }

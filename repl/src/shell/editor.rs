@@ -100,6 +100,10 @@ fn candidates(helper: &ShellHelper, line: &str, pos: usize) -> (usize, Vec<Pair>
                         .files
                         .complete_path(line, pos)
                         .unwrap_or((pos, Vec::new())),
+                    "\\sql" => {
+                        let (start, found) = table_candidates(&line[args_start..pos]);
+                        (args_start + start, found)
+                    }
                     "\\explain" | "\\watch" => {
                         let (start, found) = query_candidates(helper, &line[args_start..pos]);
                         (args_start + start, found)
@@ -206,6 +210,33 @@ fn query_candidates(helper: &ShellHelper, text: &str) -> (usize, Vec<Pair>) {
     found.sort();
     found.dedup();
     (word_start, found.into_iter().map(pair).collect())
+}
+
+/// `\sql`'s tables, after `FROM` or `JOIN`.
+fn table_candidates(text: &str) -> (usize, Vec<Pair>) {
+    let (pieces, end) = scan(text);
+    let word_start = text
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| c.is_ascii_alphanumeric() || *c == '_')
+        .last()
+        .map_or(text.len(), |(i, _)| i);
+    let before = pieces
+        .iter()
+        .rfind(|p| p.end <= word_start && !matches!(p.kind, Kind::Space | Kind::Comment))
+        .map(|p| &text[p.start..p.end]);
+    let after_from =
+        before.is_some_and(|w| w.eq_ignore_ascii_case("FROM") || w.eq_ignore_ascii_case("JOIN"));
+    if end != End::Normal || !after_from {
+        return (text.len(), Vec::new());
+    }
+    let typed = &text[word_start..];
+    let found = ["results", "trace"]
+        .iter()
+        .filter(|t| t.starts_with(typed))
+        .map(|t| pair(t.to_string()))
+        .collect();
+    (word_start, found)
 }
 
 /// Whether the word at `word_start` is in an `AT NODES` list.
@@ -432,6 +463,13 @@ mod tests {
         assert_eq!(offered("SELECT * FROM inv AT NODES n").1, ["'n-2'", "n1"]);
         assert_eq!(offered("SELECT inv.a['n-").1, ["n-2'"]);
         assert!(offered("SELECT 1 -- inv.").1.is_empty());
+        assert_eq!(offered("\\sq"), (0, vec!["\\sql ".into()]));
+        assert_eq!(
+            offered("\\sql SELECT * FROM "),
+            (19, vec!["results".into(), "trace".into()])
+        );
+        assert_eq!(offered("\\sql SELECT * FROM t JOIN r").1, ["results"]);
+        assert!(offered("\\sql SELECT r").1.is_empty());
     }
 
     #[test]

@@ -1,18 +1,69 @@
 //! Running one query over the shell's trace: the steps go to the engine a batch at a time and a
 //! Ctrl-C (a flag set by the signal handler) is noticed between two batches. Records are
-//! written as `rql replay` writes them, except that the table cuts long values short.
+//! written as `rql replay` writes them, except that the table cuts long values short, and kept
+//! (up to [`MAX_RESULT_ROWS`] rows) as the rows of `\sql`'s table `results`.
 
 use std::borrow::Cow;
 use std::io::{self, BufWriter, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use log_server::parquet::ResultRow;
 use log_server::Value;
 use rql_exec::output::OutValue;
 use rql_exec::{Emitted, ExecOptions, Format, OutputRecord, RecordWriter, Replay, Stats};
 use rql_planner::Plan;
 
 use super::source::{TraceData, BATCH_STEPS};
+use crate::sql::result_rows;
+
+/// Most rows of table `results` the shell keeps (about 100 bytes each): a query emitting more
+/// leaves the first ones, and `\sql` says so (`rql sql -q` has no cap).
+pub(crate) const MAX_RESULT_ROWS: usize = 1_000_000;
+
+/// The output of the last query run, as rows of `\sql`'s table `results` (see
+/// [`result_rows`]).
+#[derive(Debug)]
+pub(crate) struct Results {
+    pub rows: Vec<ResultRow>,
+    /// Rows were left out past the cap.
+    pub truncated: bool,
+    cap: usize,
+}
+
+impl Results {
+    pub(crate) fn new() -> Results {
+        Results::with_cap(MAX_RESULT_ROWS)
+    }
+
+    fn with_cap(cap: usize) -> Results {
+        Results {
+            rows: Vec::new(),
+            truncated: false,
+            cap,
+        }
+    }
+
+    /// Whether more rows are taken (else a record only marks the rows truncated).
+    fn full(&mut self) -> bool {
+        if self.rows.len() >= self.cap {
+            self.truncated = true;
+        }
+        self.truncated
+    }
+
+    /// Adds the rows of one emitted record, up to the cap.
+    fn add(&mut self, rec: &OutputRecord) {
+        if self.full() {
+            return;
+        }
+        result_rows(rec, &mut self.rows);
+        if self.rows.len() > self.cap {
+            self.rows.truncate(self.cap);
+            self.truncated = true;
+        }
+    }
+}
 
 /// Table cells longer than this (in characters) are cut, ending in [`MARKER`].
 pub(crate) const MAX_CELL_CHARS: usize = 40;
@@ -42,13 +93,15 @@ pub(crate) enum RunError {
 }
 
 /// Runs `plan` over `data`, writing its records to stdout in `format`, until the end, LIMIT,
-/// or `cancel` turning true.
+/// or `cancel` turning true. `results` gets the records written (which, on a cancel, a table or
+/// CSV does not show).
 pub(crate) fn run_query(
     plan: &Plan,
     data: &TraceData,
     opts: ExecOptions,
     format: Format,
     cancel: &AtomicBool,
+    results: &mut Results,
 ) -> Result<Run, RunError> {
     let start = Instant::now();
     let stdout = io::stdout();
@@ -68,9 +121,13 @@ pub(crate) fn run_query(
         // straight from the engine's state.
         let written = if format == Format::Table {
             let mut rec = e.record();
+            results.add(&rec);
             shorten(&mut rec);
             writer.write(&rec)
         } else {
+            if !results.full() {
+                results.add(&e.record());
+            }
             e.write(&mut writer)
         };
         match written {
@@ -170,6 +227,53 @@ pub(crate) fn flush_stdout() -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use log_server::Hlc;
+    use rql_exec::output::{CutRecord, EndRecord};
+
+    #[test]
+    fn results_keep_rows_up_to_the_cap() {
+        let cut = |seq: u64| {
+            OutputRecord::Cut(CutRecord {
+                begin: false,
+                seq,
+                hlc: Hlc::MIN,
+                values: vec![(
+                    "x".to_string(),
+                    OutValue::Nodes(vec![
+                        ("n1".to_string(), Value::Int(1)),
+                        ("n2".to_string(), Value::Int(2)),
+                    ]),
+                )],
+                witness: None,
+                stale: Vec::new(),
+                late: false,
+            })
+        };
+        let mut results = Results::with_cap(3);
+        results.add(&cut(1));
+        assert_eq!((results.rows.len(), results.truncated), (2, false));
+        results.add(&OutputRecord::End(EndRecord {
+            seq: 2,
+            hlc: Hlc::MIN,
+            duration_ms: 0,
+            cuts: 1,
+            stale: Vec::new(),
+            late: false,
+        }));
+        assert_eq!((results.rows.len(), results.truncated), (3, false));
+        assert_eq!(results.rows[2], (2, 0, None, None, None));
+        results.add(&cut(3));
+        assert_eq!((results.rows.len(), results.truncated), (3, true));
+        // A cut that only partly fits is cut too.
+        let mut results = Results::with_cap(3);
+        results.add(&cut(1));
+        results.add(&cut(2));
+        assert_eq!((results.rows.len(), results.truncated), (3, true));
+        assert_eq!(
+            results.rows[2],
+            (2, 0, Some("n1".into()), Some("x".into()), Some("1".into()))
+        );
+    }
 
     #[test]
     fn long_values_are_cut_with_a_marker() {

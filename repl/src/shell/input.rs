@@ -4,7 +4,9 @@
 //! The scanner knows just enough of RQL's lexical rules (SPEC §2, §6) to find the `;` that end
 //! statements: strings in single or double quotes with a doubled quote for a quote, `--`
 //! comments to the end of the line and `/* */` comments (not nested), as `rql-parser`'s lexer
-//! has them. Everything else is left to the parser, which reports errors with a caret.
+//! has them. Everything else is left to the parser, which reports errors with a caret. SQL's
+//! strings, quoted identifiers and comments are the same, so `\sql`, the one meta-command that
+//! may span lines, ends at its `;` the same way.
 
 /// What a piece of text is, for the shell's purposes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +117,16 @@ pub(crate) fn scan(text: &str) -> (Vec<Piece>, End) {
     (pieces, end_state)
 }
 
+/// True if `text` (trimmed at the start) is the meta-command `\sql`, which, unlike the others,
+/// ends at a `;` as statements do.
+pub(crate) fn is_sql_command(text: &str) -> bool {
+    text.strip_prefix("\\sql").is_some_and(|rest| {
+        rest.chars()
+            .next()
+            .is_none_or(|c| c.is_whitespace() || c == ';')
+    })
+}
+
 /// True if `text` holds nothing but whitespace and finished comments.
 pub(crate) fn is_blank(text: &str) -> bool {
     let (pieces, end) = scan(text);
@@ -136,7 +148,8 @@ pub(crate) struct Statement {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Item {
     Statement(Statement),
-    /// A line starting with `\` (or one of the words `help`, `quit`, `exit` alone on a line).
+    /// A line starting with `\` (or one of the words `help`, `quit`, `exit` alone on a line);
+    /// for `\sql`, everything up to its `;`, which may be lines later.
     Meta {
         text: String,
         line: usize,
@@ -146,12 +159,14 @@ pub(crate) enum Item {
 }
 
 /// Takes input a line at a time and hands out each statement once its `;` arrives, and each
-/// meta-command line at once.
+/// meta-command line at once (`\sql` at its `;`).
 pub(crate) struct Splitter {
     pending: String,
     /// Line and column where `pending` starts.
     start: (usize, usize),
     next_line: usize,
+    /// A `\sql` started while a statement was unfinished: that statement was dropped.
+    sql_discarded: bool,
 }
 
 impl Default for Splitter {
@@ -160,6 +175,7 @@ impl Default for Splitter {
             pending: String::new(),
             start: (1, 1),
             next_line: 1,
+            sql_discarded: false,
         }
     }
 }
@@ -173,6 +189,7 @@ impl Splitter {
     /// Drops unfinished text (Ctrl-C at the prompt).
     pub(crate) fn clear(&mut self) {
         self.pending.clear();
+        self.sql_discarded = false;
     }
 
     /// Numbers the next line 1 (the interactive shell counts lines per statement).
@@ -190,7 +207,11 @@ impl Splitter {
         // string or comment that is still open.
         let open = scan(&self.pending).1 != End::Normal;
         let trimmed = line.trim();
-        if !open {
+        if !open && is_sql_command(trimmed) {
+            // `\sql` takes lines up to its `;`, as a statement does.
+            self.sql_discarded = self.is_pending();
+            self.pending.clear();
+        } else if !open {
             let word = trimmed.trim_end_matches(';').trim_end();
             let meta = if trimmed.starts_with('\\') {
                 Some(trimmed.to_string())
@@ -207,6 +228,7 @@ impl Splitter {
             if let Some(text) = meta {
                 let discarded = self.is_pending();
                 self.pending.clear();
+                self.sql_discarded = false;
                 return vec![Item::Meta {
                     text,
                     line: number,
@@ -222,18 +244,27 @@ impl Splitter {
         self.take_statements()
     }
 
-    /// What is left at the end of the input: a last statement without its `;`.
-    pub(crate) fn finish(&mut self) -> Option<Statement> {
+    /// What is left at the end of the input: a last statement (or `\sql`) without its `;`.
+    pub(crate) fn finish(&mut self) -> Option<Item> {
         if self.pending.is_empty() {
             return None;
         }
         let text = std::mem::take(&mut self.pending);
         let text = text.trim_end().to_string();
-        Some(Statement {
-            text,
-            line: self.start.0,
-            column: self.start.1,
-        })
+        Some(self.item(text, self.start.0, self.start.1))
+    }
+
+    /// `text` as a statement, or as the meta-command `\sql`.
+    fn item(&mut self, text: String, line: usize, column: usize) -> Item {
+        if is_sql_command(text.trim_start()) {
+            Item::Meta {
+                text: text.trim().to_string(),
+                line,
+                discarded: std::mem::take(&mut self.sql_discarded),
+            }
+        } else {
+            Item::Statement(Statement { text, line, column })
+        }
     }
 
     /// Hands out every statement `pending` ends with a `;`; keeps the rest.
@@ -245,11 +276,8 @@ impl Splitter {
             let text = &self.pending[from..p.end];
             if !is_blank(&text[..text.len() - 1]) {
                 let (line, column) = self.position(from);
-                items.push(Item::Statement(Statement {
-                    text: text.trim_start().to_string(),
-                    line,
-                    column,
-                }));
+                let text = text.trim_start().to_string();
+                items.push(self.item(text, line, column));
             }
             from = p.end;
         }
@@ -293,7 +321,7 @@ mod tests {
     fn statements(lines: &[&str]) -> Vec<Item> {
         let mut s = Splitter::default();
         let mut items: Vec<Item> = lines.iter().flat_map(|l| s.push_line(l)).collect();
-        items.extend(s.finish().map(Item::Statement));
+        items.extend(s.finish());
         items
     }
 
@@ -372,6 +400,49 @@ mod tests {
                     discarded: false
                 },
             ]
+        );
+    }
+
+    fn meta(text: &str, line: usize, discarded: bool) -> Item {
+        Item::Meta {
+            text: text.into(),
+            line,
+            discarded,
+        }
+    }
+
+    #[test]
+    fn sql_runs_to_its_semicolon() {
+        assert!(is_sql_command("\\sql SELECT 1"));
+        assert!(is_sql_command("\\sql;"));
+        assert!(is_sql_command("\\sql"));
+        assert!(!is_sql_command("\\sqlx"));
+        assert_eq!(
+            statements(&[
+                "\\sql SELECT node, count(*) FROM results",
+                "  WHERE value = ';' -- ;",
+                "  GROUP BY node; SELECT 1;",
+                "\\sql SELECT 2;",
+            ]),
+            vec![
+                meta(
+                    "\\sql SELECT node, count(*) FROM results\n  WHERE value = ';' -- ;\n  GROUP BY node;",
+                    1,
+                    false
+                ),
+                stmt("SELECT 1;", 3, 18),
+                meta("\\sql SELECT 2;", 4, false),
+            ]
+        );
+        // An unfinished statement before it is dropped; another command drops an unfinished
+        // `\sql`; the last one needs no `;`.
+        assert_eq!(
+            statements(&["SELECT", "\\sql SELECT", "\\logs", "\\sql SELECT 3"]),
+            vec![meta("\\logs", 3, true), meta("\\sql SELECT 3", 4, false),]
+        );
+        assert_eq!(
+            statements(&["SELECT", "\\sql SELECT 4;"]),
+            vec![meta("\\sql SELECT 4;", 2, true)]
         );
     }
 }

@@ -4,6 +4,7 @@
 use comfy_table::{presets, CellAlignment, Table};
 use log_server::Hlc;
 
+use super::exec::MAX_RESULT_ROWS;
 use super::source::{plural, TraceData};
 use crate::watch::ServerStatus;
 
@@ -48,6 +49,11 @@ pub(crate) const COMMANDS: &[Command] = &[
         about: "run a query live until Ctrl-C (after \\connect; no QUERY: the last one)",
     },
     Command {
+        name: "\\sql",
+        args: "SQL;",
+        about: "DataFusion SQL over tables trace and results (below); ends at ';'",
+    },
+    Command {
         name: "\\timing",
         args: "[on|off]",
         about: "print the time and throughput after each query",
@@ -82,8 +88,22 @@ pub(crate) fn help() -> String {
         let usage = format!("{} {}", c.name, c.args);
         out.push_str(&format!("  {usage:<26}{}\n", c.about));
     }
+    out.push_str(&SQL_HELP.replace("{MAX}", &MAX_RESULT_ROWS.to_string()));
     out
 }
+
+/// What `\help` says of `\sql`'s tables.
+const SQL_HELP: &str = "
+\\sql SQL; may span lines, e.g.
+  \\sql SELECT node, count(DISTINCT seq) AS cuts FROM results GROUP BY node;
+  trace    the source, one row per change (the Parquet trace schema of `rql sql`): rec (the
+           record's position in HLC order), idx, node, hlc (packed), op, key, v_int, v_float,
+           v_str, v_bool, v_json, pt (always NULL here; a set to null is an unset row)
+  results  the output of the last query run (seq, hlc, node, variable, value as JSON: a row per
+           value); empty before the first query; after Ctrl-C, what was found before it;
+           at most {MAX} rows (all of them: rql sql -q); \\watch does not change it
+The result is printed in the \\format; Ctrl-C stops a statement.
+";
 
 /// `\name rest` → (`\name`, `rest`), with the aliases resolved.
 pub(crate) fn split_command(text: &str) -> (&str, &str) {
@@ -92,7 +112,8 @@ pub(crate) fn split_command(text: &str) -> (&str, &str) {
         Some(i) => (&text[..i], text[i..].trim()),
         None => (text, ""),
     };
-    let name = match name {
+    // `\q;` and `\sql;`: what someone used to ending everything with `;` types.
+    let name = match name.trim_end_matches(';') {
         "\\?" => "\\help",
         "\\quit" => "\\q",
         other => other,

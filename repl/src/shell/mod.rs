@@ -6,7 +6,9 @@
 //!
 //! A query runs over a trace held in memory (`source.rs`): trace files read once by `\open`,
 //! or, after `\connect`, the log servers' retained history read afresh for every query;
-//! `\watch` runs a query live with `rql watch`'s loop (`crate::watch::follow`).
+//! `\watch` runs a query live with `rql watch`'s loop (`crate::watch::follow`). `\sql` runs
+//! DataFusion SQL over that trace (table `trace`) and the last query's output (table
+//! `results`, kept by `exec.rs`).
 
 mod editor;
 mod exec;
@@ -23,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser};
+use log_server::parquet::{run_sql, ParquetOptions, SqlFormat, SqlTrace};
 use rql_exec::{ExecOptions, Format};
 use rql_parser::{parse_single, Diagnostic, Statement as Ast};
 use rql_planner::{explain, plan_statement, Catalog, Plan};
@@ -34,7 +37,7 @@ use crate::query::{EXIT_FAILURE, EXIT_QUERY_ERROR};
 use crate::replay::{output_format, FormatArg};
 use crate::watch::{follow, live_catalog, LiveConfig, Sink};
 use editor::ShellHelper;
-use exec::{Ended, RunError};
+use exec::{Ended, Results, RunError, MAX_RESULT_ROWS};
 use input::{Item, Splitter, Statement};
 use source::{fetch_history, load_files, TraceData};
 
@@ -117,6 +120,8 @@ struct Session {
     args: ReplArgs,
     /// The last query run (what `\watch` without a query watches).
     last_query: Option<String>,
+    /// The output of the last query run, as `\sql`'s table `results`.
+    results: Results,
     interactive: bool,
     /// Diagnostics on stderr in colour.
     color: bool,
@@ -140,6 +145,7 @@ pub fn run(args: &ReplArgs) -> ExitCode {
         timing: false,
         args: args.clone(),
         last_query: None,
+        results: Results::new(),
         interactive,
         color: interactive && std::io::stderr().is_terminal() && !no_color,
         cancel: Arc::new(AtomicBool::new(false)),
@@ -181,7 +187,7 @@ fn piped_loop(session: &mut Session) -> ExitCode {
         }
     }
     if let Some(last) = splitter.finish() {
-        session.handle(Item::Statement(last), "<stdin>");
+        session.handle(last, "<stdin>");
     }
     session.exit_code()
 }
@@ -464,6 +470,7 @@ impl Session {
                 Err(e) => self.fail(Failure::Query, &e),
             },
             "\\logs" => self.show_logs(),
+            "\\sql" => self.sql(rest),
             "\\nodes" => self.show_nodes(),
             "\\explain" if rest.is_empty() => self.fail(
                 Failure::Query,
@@ -582,6 +589,23 @@ impl Session {
         }
     }
 
+    /// A live source: reads the history retained now (what a query sees). False if that failed
+    /// (reported) or was cancelled.
+    fn refresh(&mut self) -> bool {
+        if let Source::Live { servers, .. } = &self.source {
+            let servers = servers.clone();
+            let Some(history) = self.fetch(&servers) else {
+                return false;
+            };
+            self.source = Source::Live {
+                servers,
+                data: history.data,
+            };
+            self.names_changed = true;
+        }
+        true
+    }
+
     /// Reads the retained history of `servers` (Ctrl-C gives up): `None` on failure (reported).
     fn fetch(&mut self, servers: &[String]) -> Option<source::History> {
         let token = self.args.token.clone();
@@ -685,16 +709,8 @@ impl Session {
             return;
         }
         // A live source: the query reads the history retained now.
-        if let Source::Live { servers, .. } = &self.source {
-            let servers = servers.clone();
-            let Some(history) = self.fetch(&servers) else {
-                return;
-            };
-            self.source = Source::Live {
-                servers,
-                data: history.data,
-            };
-            self.names_changed = true;
+        if !self.refresh() {
+            return;
         }
         if matches!(self.source, Source::None) {
             self.fail(
@@ -716,7 +732,16 @@ impl Session {
             max_bindings: self.args.max_bindings,
         };
         self.cancel.store(false, Ordering::Relaxed);
-        let result = exec::run_query(&plan, data, opts, self.format, &self.cancel);
+        // `results` becomes this query's output, whatever it was before.
+        self.results = Results::new();
+        let result = exec::run_query(
+            &plan,
+            data,
+            opts,
+            self.format,
+            &self.cancel,
+            &mut self.results,
+        );
         let changes = plan.emit == rql_parser::Emit::Changes;
         match result {
             Ok(run) => match run.ended {
@@ -760,6 +785,101 @@ impl Session {
             },
             Err(RunError::Exec(e)) => self.fail(Failure::Run, &e),
             Err(RunError::Write(e)) => self.output_failed(e),
+        }
+    }
+
+    /// `\sql SQL`: DataFusion SQL over the source (table `trace`, the Parquet trace schema)
+    /// and the last query's output (table `results`), printed in the shell's format.
+    fn sql(&mut self, text: &str) {
+        let text = text.trim();
+        // The `;` that ended it is not SQL DataFusion wants.
+        let sql = text.strip_suffix(';').unwrap_or(text).trim_end();
+        if sql.is_empty() {
+            self.fail(
+                Failure::Query,
+                "\\sql needs an SQL statement, e.g. \\sql SELECT node, count(*) FROM results \
+                 GROUP BY node;",
+            );
+            return;
+        }
+        if matches!(self.source, Source::None) {
+            self.fail(
+                Failure::Query,
+                "\\sql needs a source for its table trace, and no source is open\nhint: \
+                 \\open FILE... reads trace files (NDJSON); \\connect URL reads a log server",
+            );
+            return;
+        }
+        if !self.refresh() {
+            return;
+        }
+        let data = match &self.source {
+            Source::Trace { data } | Source::Live { data, .. } => data,
+            Source::None => return,
+        };
+        let format = match self.format {
+            Format::Table => SqlFormat::Table,
+            Format::Json => SqlFormat::Json,
+            Format::Csv => SqlFormat::Csv,
+        };
+        let trace = SqlTrace::Columnar {
+            names: &data.names,
+            steps: &data.trace,
+        };
+        self.cancel.store(false, Ordering::Relaxed);
+        let started = Instant::now();
+        // The whole result is in memory anyway (DataFusion collects it): written at once.
+        let mut out = Vec::new();
+        let result = run_sql(
+            sql,
+            trace,
+            Some(&self.results.rows),
+            &ParquetOptions::default(),
+            format,
+            Some(&self.cancel),
+            &mut out,
+        );
+        let elapsed = started.elapsed();
+        let run = match result {
+            Ok(run) => run,
+            Err(e) => {
+                let hint = if e.contains("table '") && e.contains("not found") {
+                    "\nhint: the tables are trace (the source, one row per change) and results \
+                     (the output of the last query)"
+                } else {
+                    ""
+                };
+                self.fail(Failure::Query, &format!("{e}{hint}"));
+                return;
+            }
+        };
+        if run.cancelled {
+            eprintln!("cancelled: the SQL statement was stopped; nothing was printed");
+            return;
+        }
+        {
+            use std::io::Write;
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            if let Err(e) = lock.write_all(&out).and_then(|()| lock.flush()) {
+                self.output_failed(e);
+                return;
+            }
+        }
+        if run.read_results && self.results.truncated {
+            eprintln!(
+                "warning: table results holds only the first {MAX_RESULT_ROWS} rows of the \
+                 last query's output (the shell keeps no more)\nhint: rql sql \"SQL\" TRACE... \
+                 -q \"QUERY\" runs SQL over all of it"
+            );
+        }
+        if self.timing {
+            let line = format!("Time: {:.3} ms", elapsed.as_secs_f64() * 1000.0);
+            if self.format == Format::Table {
+                println!("{line}");
+            } else {
+                eprintln!("{line}");
+            }
         }
     }
 
@@ -837,16 +957,8 @@ impl Session {
     }
 
     fn show_logs(&mut self) {
-        if let Source::Live { servers, .. } = &self.source {
-            let servers = servers.clone();
-            let Some(history) = self.fetch(&servers) else {
-                return;
-            };
-            self.source = Source::Live {
-                servers,
-                data: history.data,
-            };
-            self.names_changed = true;
+        if !self.refresh() {
+            return;
         }
         match &self.source {
             Source::Trace { data } | Source::Live { data, .. } => {
