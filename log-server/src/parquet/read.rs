@@ -1270,6 +1270,8 @@ struct ColumnarSink {
     recs: Vec<CRecord>,
     origins: Vec<(u32, u64)>,
     ops: Vec<Op>,
+    /// Whether some row adds or removes (only then can the `add`/`remove` check fail).
+    set_changes: bool,
     node: NodeIdx,
     hlc: Hlc,
     first_op: u32,
@@ -1286,27 +1288,35 @@ impl ColumnarSink {
         }
         let node_map = self.nodes.intern_all(&next.nodes);
         let var_map = self.vars.intern_all(&next.vars);
+        self.set_changes |= next.set_changes;
         let base = self.ops.len() as u32;
-        self.ops.extend(next.ops.into_iter().map(|mut op| {
-            op.renumber(&var_map);
-            op
-        }));
-        let mut recs = next.recs.into_iter().map(|r| CRecord {
-            node: node_map[r.node as usize],
-            first_op: r.first_op + base,
-            end_op: r.end_op + base,
-            ..r
-        });
         let skip = usize::from(continues);
-        if continues {
-            if let (Some(rest), Some(last)) = (recs.next(), self.recs.last_mut()) {
-                last.end_op = rest.end_op;
-                last.leave = rest.leave;
-                last.heartbeat = false;
+        let (ops, next_ops) = (&mut self.ops, next.ops);
+        // The operations (most of the bytes) are moved on another thread while this one moves
+        // the records: the join is the only serial step of the read.
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                ops.extend(next_ops.into_iter().map(|mut op| {
+                    op.renumber(&var_map);
+                    op
+                }))
+            });
+            let mut recs = next.recs.into_iter().map(|r| CRecord {
+                node: node_map[r.node as usize],
+                first_op: r.first_op + base,
+                end_op: r.end_op + base,
+                ..r
+            });
+            if continues {
+                if let (Some(rest), Some(last)) = (recs.next(), self.recs.last_mut()) {
+                    last.end_op = rest.end_op;
+                    last.leave = rest.leave;
+                    last.heartbeat = false;
+                }
             }
-        }
-        self.recs.extend(recs);
-        self.hlcs.extend(next.hlcs.into_iter().skip(skip));
+            self.recs.extend(recs);
+            self.hlcs.extend(next.hlcs.into_iter().skip(skip));
+        });
         self.origins.extend(next.origins.into_iter().skip(skip));
         Ok(())
     }
@@ -1317,8 +1327,13 @@ impl ColumnarSink {
 
     /// Node ids renumbered in byte order, records grouped by HLC, `add`/`remove` checked.
     fn finish(self, sources: &[String]) -> Result<Columnar, String> {
+        let set_changes = self.set_changes;
         let cols = assemble(self.nodes, self.vars, self.recs, &self.hlcs, self.ops);
-        if let Err((i, e)) = check_set_changes(&cols) {
+        // Without `add`/`remove` nothing can fail: no pass over the operations.
+        if let Err((i, e)) = set_changes
+            .then(|| check_set_changes(&cols))
+            .unwrap_or(Ok(()))
+        {
             let (file, rec) = self.origins.get(i).copied().unwrap_or_default();
             let name = sources.get(file as usize).map_or("?", String::as_str);
             return Err(format!(
@@ -1352,8 +1367,14 @@ impl Sink for ColumnarSink {
         let op = match change {
             Change::Unset(k) | Change::Set(k, None) => Op::Unset(self.var(k)?),
             Change::Set(k, Some(v)) => Op::Set(self.var(k)?, v),
-            Change::Remove(k, s) => Op::Remove(self.var(k)?, s),
-            Change::Add(k, s) => Op::Add(self.var(k)?, s),
+            Change::Remove(k, s) => {
+                self.set_changes = true;
+                Op::Remove(self.var(k)?, s)
+            }
+            Change::Add(k, s) => {
+                self.set_changes = true;
+                Op::Add(self.var(k)?, s)
+            }
         };
         self.ops.push(op);
         Ok(())
