@@ -195,6 +195,15 @@ pub struct Names {
 }
 
 impl Names {
+    /// Node id -> number, for readers that build steps against these names.
+    pub fn node_index(&self) -> FxHashMap<&str, NodeIdx> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i as NodeIdx))
+            .collect()
+    }
+
     /// The names of `records`, in any order.
     pub fn of<'r>(records: impl IntoIterator<Item = &'r Record>) -> Names {
         let mut names = NameCollector::default();
@@ -273,12 +282,7 @@ pub struct StepBuilder<'n> {
 
 impl<'n> StepBuilder<'n> {
     pub fn new(names: &'n Names) -> StepBuilder<'n> {
-        let node_index = names
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_str(), i as NodeIdx))
-            .collect();
+        let node_index = names.node_index();
         StepBuilder {
             names,
             node_index,

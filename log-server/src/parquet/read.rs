@@ -172,9 +172,15 @@ pub(crate) fn session(
     if let Some(n) = partitions {
         // Partitions are then contiguous ranges of the input in order (a file split by row
         // groups), which the readers rely on; round robin would deal batches out of order.
+        // (Nor may an idle partition steal a sibling's row groups at run time: the order of
+        // the ranges would then depend on timing.)
         config = config
             .with_target_partitions(n)
-            .set_bool("datafusion.optimizer.enable_round_robin_repartition", false);
+            .set_bool("datafusion.optimizer.enable_round_robin_repartition", false)
+            .set_bool(
+                "datafusion.execution.enable_file_stream_work_stealing",
+                false,
+            );
     }
     // DataFusion accounts for the sort's buffers, not for decoded row groups, the merge's
     // read-back batches or the engine: half the limit is its pool, the other half room for
@@ -379,18 +385,7 @@ async fn read_rows<S: Sink>(
 /// Reads the rows of `files` in (hlc, file, rec, idx) order into a sink: first without a sort
 /// (one file written sorted, the usual case, streams straight through), and if that finds a
 /// row out of order, again with DataFusion's sort. Also says whether the sort was needed.
-fn read_into<S: Sink>(
-    files: &[PathBuf],
-    push: &PushDown,
-    opts: &ParquetOptions,
-    with_pt: bool,
-    make: impl Fn() -> S,
-) -> Result<(S, bool), String> {
-    let rt = runtime()?;
-    rt.block_on(read_into_async(files, push, opts, with_pt, make))
-}
-
-async fn read_into_async<S: Sink>(
+async fn read_into<S: Sink>(
     files: &[PathBuf],
     push: &PushDown,
     opts: &ParquetOptions,
@@ -549,7 +544,7 @@ pub fn read_parquet_columnar(
     let (sink, sorted_by_datafusion) = rt.block_on(async {
         match read_file_parallel(files, push, opts).await? {
             Some(sink) => Ok((sink, false)),
-            None => read_into_async(files, push, opts, false, ColumnarSink::default).await,
+            None => read_into(files, push, opts, false, ColumnarSink::default).await,
         }
     })?;
     let sources: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
@@ -569,7 +564,9 @@ pub fn read_parquet_records(
     files: &[PathBuf],
     opts: &ParquetOptions,
 ) -> Result<Vec<Record>, String> {
-    let (sink, _) = read_into(files, &PushDown::default(), opts, true, RecordSink::default)?;
+    let all = PushDown::default();
+    let read = read_into(files, &all, opts, true, RecordSink::default);
+    let (sink, _) = runtime()?.block_on(read)?;
     let refs: Vec<&Record> = sink.records.iter().collect();
     let cols = Columnar::from_records(&refs);
     if let Err((i, e)) = check_set_changes(&cols) {
@@ -602,9 +599,10 @@ pub fn scan_parquet(
     opts: &ParquetOptions,
 ) -> Result<ParquetScan, String> {
     let sources = display_names(files);
-    let (sink, sorted_by_datafusion) = read_into(files, push, opts, false, || {
+    let read = read_into(files, push, opts, false, || {
         ScanSink::new(Arc::clone(&sources))
-    })?;
+    });
+    let (sink, sorted_by_datafusion) = runtime()?.block_on(read)?;
     let mut nodes = sink.nodes.into_names();
     nodes.sort_unstable();
     Ok(ParquetScan {
@@ -746,12 +744,7 @@ impl<'n, 'f> StepsSink<'n, 'f> {
         names: &'n Names,
         feed: &'f mut dyn FnMut(&Steps) -> Result<bool, String>,
     ) -> StepsSink<'n, 'f> {
-        let node_index = names
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.as_str(), i as NodeIdx))
-            .collect();
+        let node_index = names.node_index();
         StepsSink {
             names,
             node_index,
@@ -1330,10 +1323,12 @@ impl ColumnarSink {
         let set_changes = self.set_changes;
         let cols = assemble(self.nodes, self.vars, self.recs, &self.hlcs, self.ops);
         // Without `add`/`remove` nothing can fail: no pass over the operations.
-        if let Err((i, e)) = set_changes
-            .then(|| check_set_changes(&cols))
-            .unwrap_or(Ok(()))
-        {
+        let checked = if set_changes {
+            check_set_changes(&cols)
+        } else {
+            Ok(())
+        };
+        if let Err((i, e)) = checked {
             let (file, rec) = self.origins.get(i).copied().unwrap_or_default();
             let name = sources.get(file as usize).map_or("?", String::as_str);
             return Err(format!(

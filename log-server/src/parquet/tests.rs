@@ -25,7 +25,9 @@ fn records(text: &str) -> Vec<Record> {
         .collect()
 }
 
-const TRACE: &str = r#"
+/// Every kind of change, a `set` to null, leaves, heartbeats, `pt` on some records, records
+/// out of HLC order (also used by the writer's tests).
+pub(super) const TRACE: &str = r#"
 {"node":"n2","hlc":[5,0],"set":{"inv.a":1,"inv.f":2.5,"inv.s":"x","inv.b":true,"inv.m":[1,"a"],"inv.st":{"f":1,"g":[2]}},"pt":7}
 {"node":"n1","hlc":[5,0],"set":{"inv.a":null,"aux.x":3}}
 {"node":"n1","hlc":[6,1],"unset":["inv.a"],"set":{"inv.a":4},"remove":{"inv.m":[1]},"add":{"inv.m":["b"]},"leave":true}

@@ -355,15 +355,7 @@ mod tests {
     use crate::columnar::{read_columnar, Columnar};
     use crate::ndjson::{read_trace, ReadOptions, TraceInput};
 
-    /// Every kind of change, a `set` to null, a leave, heartbeats, `pt` on some records, and
-    /// records out of HLC order (the trace is read sorted).
-    const TRACE: &str = r#"{"node":"n2","hlc":[5,0],"set":{"inv.a":1,"inv.f":2.5,"inv.s":"x","inv.b":true,"inv.m":[1,"a"],"inv.st":{"f":1,"g":[2]}},"pt":7}
-{"node":"n1","hlc":[5,0],"set":{"inv.a":null,"aux.x":3}}
-{"node":"n1","hlc":[6,1],"unset":["inv.a"],"set":{"inv.a":4},"remove":{"inv.m":[1]},"add":{"inv.m":["b"]},"leave":true}
-{"node":"n3","hlc":[6,1]}
-{"node":"n3","hlc":[2,0],"pt":3}
-{"node":"n\"q","hlc":[9,65535],"set":{"aux.y":-1.0e-300},"leave":true}
-"#;
+    use crate::parquet::tests::TRACE;
 
     /// The rows of `batches` as text (`NULL` for a null), with their batch sizes.
     fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {

@@ -87,7 +87,8 @@ fn sequential(
     push: &PushDown,
     opts: &ParquetOptions,
 ) -> Result<Columnar, String> {
-    let (sink, _) = read_into(files, push, opts, false, ColumnarSink::default)?;
+    let read = read_into(files, push, opts, false, ColumnarSink::default);
+    let (sink, _) = runtime()?.block_on(read)?;
     let sources: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     sink.finish(&sources)
 }
