@@ -98,6 +98,7 @@ if [[ " $PARTS " == *" memory "* ]]; then
     BIGT=$OUT/invariant-n32-s$BIG-seed7.ndjson
     A=$OUT/invariant-n32-s$BIG-seed7.odd.parquet
     B=$OUT/invariant-n32-s$BIG-seed7.even.parquet
+    REF=$OUT/q1-invariant-n32-s$BIG-seed7.ndjson.jsonl
     if [[ ! -s $A || ! -s $B ]]; then
         [[ -s $BIGT ]] || { log "rql gen (memory trace, $BIG records)"; "$RQL" gen --scenario invariant --nodes 32 --steps "$BIG" --seed 7 -o "$BIGT"; }
         log "splitting by node and converting to Parquet"
@@ -107,19 +108,19 @@ if [[ " $PARTS " == *" memory "* ]]; then
         "$RQL" convert "$OUT/even.ndjson" "$B" >&2
         rm -f "$OUT/odd.ndjson" "$OUT/even.ndjson"
     fi
-    if [[ ! -s $OUT/q1-big.ndjson.jsonl ]]; then
+    if [[ ! -s $REF ]]; then
         [[ -s $BIGT ]] || { log "rql gen (memory trace, $BIG records)"; "$RQL" gen --scenario invariant --nodes 32 --steps "$BIG" --seed 7 -o "$BIGT"; }
         log "reference: the NDJSON trace (streamed: it is sorted)"
-        "$RQL" replay "$BIGT" -e "$Q1" --format json >"$OUT/q1-big.ndjson.jsonl"
+        "$RQL" replay "$BIGT" -e "$Q1" --format json >"$REF"
     fi
     EVENTS=$(( BIG + 32 ))
     log "Q1 over two Parquet files, --memory-limit $LIMIT"
     timed "$OUT/q1-big.parquet.jsonl" -- "$RQL" replay "$A" "$B" -e "$Q1" --format json \
         --memory-limit "$LIMIT" --stats
-    check=$(same "$OUT/q1-big.parquet.jsonl" "$OUT/q1-big.ndjson.jsonl" "Q1 memory")
+    check=$(same "$OUT/q1-big.parquet.jsonl" "$REF" "Q1 memory")
     ROWS+=("| Q1 replay, parquet, --memory-limit $LIMIT | $EVENTS records, 32 nodes, 2 files by node (sorted with spilling) | $WALL s | $(rate "$EVENTS" "$WALL") events/s | $RSS MB | $check |")
     rm -f "$OUT/q1-big.parquet.jsonl"
-    if [[ $KEEP != 1 ]]; then rm -f "$BIGT" "$A" "$B" "$OUT/q1-big.ndjson.jsonl"; fi
+    if [[ $KEEP != 1 ]]; then rm -f "$BIGT" "$A" "$B" "$REF"; fi
 fi
 
 {
