@@ -441,19 +441,25 @@ async fn read_file_parallel(
         })
         .collect();
     let mut joined: Option<Walker<ColumnarSink>> = None;
-    for task in tasks {
-        let Ok(Some(part)) = task.await else {
-            return Ok(None);
+    let mut tasks = tasks.into_iter();
+    while let Some(task) = tasks.next() {
+        let part = match task.await {
+            Ok(Some(part)) => Some(part),
+            _ => None,
         };
-        joined = match joined {
-            None => Some(part),
-            Some(mut before) => {
-                if !before.join(part)? {
-                    return Ok(None);
-                }
-                Some(before)
+        let joins = match (part, joined.as_mut()) {
+            (Some(part), None) => {
+                joined = Some(part);
+                true
             }
+            (Some(part), Some(before)) => before.join(part)?,
+            (None, _) => false,
         };
+        if !joins {
+            // The sequential read takes over: the other ranges' walks are not needed.
+            tasks.for_each(|t| t.abort());
+            return Ok(None);
+        }
     }
     Ok(joined.map(|w| w.sink))
 }
@@ -694,13 +700,9 @@ impl Sink for ScanSink {
     }
 
     fn change(&mut self, change: Change<'_>) -> Result<(), String> {
-        let var = |vars: &mut VarTable, k: &str| vars.intern_str(k).ok_or_else(|| bad_key(k));
-        self.ops.push(match change {
-            Change::Unset(k) | Change::Set(k, None) => Op::Unset(var(&mut self.vars, k)?),
-            Change::Set(k, Some(v)) => Op::Set(var(&mut self.vars, k)?, v),
-            Change::Remove(k, s) => Op::Remove(var(&mut self.vars, k)?, s),
-            Change::Add(k, s) => Op::Add(var(&mut self.vars, k)?, s),
-        });
+        let vars = &mut self.vars;
+        let op = change.into_op(|k| vars.intern_str(k).ok_or_else(|| bad_key(k)))?;
+        self.ops.push(op);
         Ok(())
     }
 
@@ -756,10 +758,6 @@ impl<'n, 'f> StepsSink<'n, 'f> {
             first_op: 0,
         }
     }
-
-    fn var(&self, key: &str) -> Result<VarIdx, String> {
-        self.names.vars.get(key).ok_or_else(changed)
-    }
 }
 
 impl Sink for StepsSink<'_, '_> {
@@ -789,12 +787,8 @@ impl Sink for StepsSink<'_, '_> {
     }
 
     fn change(&mut self, change: Change<'_>) -> Result<(), String> {
-        let op = match change {
-            Change::Unset(k) | Change::Set(k, None) => Op::Unset(self.var(k)?),
-            Change::Set(k, Some(v)) => Op::Set(self.var(k)?, v),
-            Change::Remove(k, s) => Op::Remove(self.var(k)?, s),
-            Change::Add(k, s) => Op::Add(self.var(k)?, s),
-        };
+        let vars = &self.names.vars;
+        let op = change.into_op(|k| vars.get(k).ok_or_else(changed))?;
         self.steps.ops.push(op);
         Ok(())
     }
@@ -832,6 +826,19 @@ enum Change<'a> {
     Add(&'a str, SetValue),
 }
 
+impl Change<'_> {
+    /// The operation, its variable numbered by `var` (each sink has its own way: interning, or
+    /// a lookup in names known in advance).
+    fn into_op(self, mut var: impl FnMut(&str) -> Result<VarIdx, String>) -> Result<Op, String> {
+        Ok(match self {
+            Change::Unset(k) | Change::Set(k, None) => Op::Unset(var(k)?),
+            Change::Set(k, Some(v)) => Op::Set(var(k)?, v),
+            Change::Remove(k, s) => Op::Remove(var(k)?, s),
+            Change::Add(k, s) => Op::Add(var(k)?, s),
+        })
+    }
+}
+
 /// Where rows go, one record at a time.
 trait Sink {
     fn start(
@@ -859,7 +866,6 @@ struct Current {
     /// Rank (in `OPS`) of the last row: rows of a record must go in apply order.
     rank: usize,
     leave: bool,
-    rows: usize,
 }
 
 /// Turns batches of rows into records for a [`Sink`].
@@ -1099,7 +1105,6 @@ impl<S: Sink> Walker<S> {
             }
             cur.rank = rank;
             cur.idx = idx;
-            cur.rows += 1;
         } else {
             // The previous record's node id buffer is reused: no allocation per record.
             let mut node_buf = self
@@ -1129,7 +1134,6 @@ impl<S: Sink> Walker<S> {
                 node: node_buf,
                 rank,
                 leave: false,
-                rows: 1,
             });
         }
         let key = c.key.is_valid(i).then(|| c.key.value(i));
@@ -1314,10 +1318,6 @@ impl ColumnarSink {
         Ok(())
     }
 
-    fn var(&mut self, key: &str) -> Result<VarIdx, String> {
-        self.vars.intern_str(key).ok_or_else(|| bad_key(key))
-    }
-
     /// Node ids renumbered in byte order, records grouped by HLC, `add`/`remove` checked.
     fn finish(self, sources: &[String]) -> Result<Columnar, String> {
         let set_changes = self.set_changes;
@@ -1359,18 +1359,9 @@ impl Sink for ColumnarSink {
     }
 
     fn change(&mut self, change: Change<'_>) -> Result<(), String> {
-        let op = match change {
-            Change::Unset(k) | Change::Set(k, None) => Op::Unset(self.var(k)?),
-            Change::Set(k, Some(v)) => Op::Set(self.var(k)?, v),
-            Change::Remove(k, s) => {
-                self.set_changes = true;
-                Op::Remove(self.var(k)?, s)
-            }
-            Change::Add(k, s) => {
-                self.set_changes = true;
-                Op::Add(self.var(k)?, s)
-            }
-        };
+        let vars = &mut self.vars;
+        let op = change.into_op(|k| vars.intern_str(k).ok_or_else(|| bad_key(k)))?;
+        self.set_changes |= matches!(op, Op::Add(..) | Op::Remove(..));
         self.ops.push(op);
         Ok(())
     }
